@@ -1,0 +1,304 @@
+"""The prefetch engine: turn a request's prefetch into data, fetching what is missing.
+
+Decision table (spec 4.2/4.3, checklist "Prefetch key state"):
+
+========================  =====================================================================
+key state                 action
+========================  =====================================================================
+resource / Bundle         use it; follow ``next`` links when the spec asks for all pages
+``null``                  the client has no data: empty, never re-fetched
+OperationOutcome, or a    the client hit an error: re-fetch when we may, else treat as failed
+Bundle holding an error
+absent                    fetch ``{fhirServer}/{rendered template}`` when we may
+========================  =====================================================================
+
+"When we may" = ``fhirServer`` is given and either ``fhirAuthorization`` is present or the
+``allow_open_fhir_fetch`` setting is on (the public Sandbox sends no token; dev profile only).
+All fetches of one request run in parallel over one pooled client under one deadline. A required
+key that cannot be had raises ``PreconditionFailed`` (412) naming the key; an optional one is
+reported to the handler as missing so a card can say its data was incomplete.
+
+The access token only ever travels in the ``Authorization`` header to the ``fhirServer`` origin; it
+is never put into a message, a log line or a stored row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+
+from cds_service.data.templates import render, token_values
+from cds_service.protocol.errors import PreconditionFailed
+from cds_service.protocol.models import HookRequest
+from cds_service.registry import PrefetchSpec
+from cds_service.settings import Settings
+
+FHIR_ACCEPT = "application/fhir+json, application/json;q=0.9"
+
+
+class KeyState(StrEnum):
+    PREFETCHED = "prefetched"  # given by the client, used as is
+    NULL = "null"  # client said: no data
+    FETCHED = "fetched"  # we fetched it from fhirServer
+    PARTIAL = "partial"  # data present but some pages could not be had
+    MISSING = "missing"  # optional key we could not get
+
+
+@dataclass
+class KeyResult:
+    key: str
+    state: KeyState
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    problem: str | None = None
+    fetch_ms: float | None = None
+
+
+@dataclass
+class GatheredData:
+    """Per prefetch key, the resources obtained and how; what the handler works from."""
+
+    keys: dict[str, KeyResult] = field(default_factory=dict)
+
+    def resources(self, key: str) -> list[dict[str, Any]]:
+        r = self.keys.get(key)
+        return r.resources if r else []
+
+    def of_type(self, resource_type: str) -> list[dict[str, Any]]:
+        """Every resource of a type across keys, once per id (keys may overlap)."""
+        seen: set[str] = set()
+        out: list[dict[str, Any]] = []
+        for r in self.keys.values():
+            for res in r.resources:
+                if res.get("resourceType") != resource_type:
+                    continue
+                rid = res.get("id")
+                if isinstance(rid, str):
+                    if rid in seen:
+                        continue
+                    seen.add(rid)
+                out.append(res)
+        return out
+
+    @property
+    def missing(self) -> list[str]:
+        return [k for k, r in self.keys.items() if r.state in (KeyState.MISSING, KeyState.PARTIAL)]
+
+    @property
+    def fetched(self) -> list[str]:
+        return [k for k, r in self.keys.items() if r.state == KeyState.FETCHED]
+
+
+class _FetchFailed(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _has_error(value: dict[str, Any]) -> bool:
+    """True for an OperationOutcome, or a Bundle that carries one with an error or fatal issue."""
+    if value.get("resourceType") == "OperationOutcome":
+        return True
+    if value.get("resourceType") == "Bundle":
+        for e in value.get("entry") or ():
+            res = e.get("resource") if isinstance(e, dict) else None
+            if isinstance(res, dict) and res.get("resourceType") == "OperationOutcome":
+                issues = res.get("issue") or ()
+                if any(isinstance(i, dict) and i.get("severity") in ("error", "fatal") for i in issues):
+                    return True
+    return False
+
+
+def _entries(value: dict[str, Any]) -> list[dict[str, Any]]:
+    """Resources of a Bundle (informational OperationOutcomes dropped), or ``[resource]``."""
+    if value.get("resourceType") != "Bundle":
+        return [value]
+    out = []
+    for e in value.get("entry") or ():
+        res = e.get("resource") if isinstance(e, dict) else None
+        if isinstance(res, dict) and res.get("resourceType") not in (None, "OperationOutcome"):
+            out.append(res)
+    return out
+
+
+def _next_link(value: dict[str, Any]) -> str | None:
+    if value.get("resourceType") != "Bundle":
+        return None
+    for link in value.get("link") or ():
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            return str(link["url"])
+    return None
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+class Gatherer:
+    """Collects the data a service needs for one request; one instance per process."""
+
+    def __init__(self, settings: Settings, client: httpx.AsyncClient) -> None:
+        self.settings = settings
+        self.client = client
+
+    async def gather(self, specs: tuple[PrefetchSpec, ...], request: HookRequest) -> GatheredData:
+        data = GatheredData()
+        given = request.prefetch or {}
+        to_fetch: list[tuple[PrefetchSpec, str | None, list[dict[str, Any]], str | None]] = []
+        # (spec, url to fetch or None, resources so far, why the client's copy was not usable)
+        for spec in specs:
+            if spec.key in given:
+                value = given[spec.key]
+                if value is None:
+                    data.keys[spec.key] = KeyResult(spec.key, KeyState.NULL)
+                    continue
+                if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
+                    to_fetch.append((spec, None, [], "prefetch value is not a FHIR resource"))
+                    continue
+                if _has_error(value):
+                    to_fetch.append((spec, None, [], "client reported an OperationOutcome"))
+                    continue
+                resources = _entries(value)
+                nxt = _next_link(value) if spec.all_pages else None
+                if nxt is None:
+                    data.keys[spec.key] = KeyResult(spec.key, KeyState.PREFETCHED, resources)
+                else:
+                    to_fetch.append((spec, nxt, resources, None))
+            else:
+                to_fetch.append((spec, None, [], "not in prefetch"))
+
+        if to_fetch:
+            await self._fetch_all(request, to_fetch, data)
+
+        failed = [
+            r for spec in specs if spec.required and (r := data.keys[spec.key]).state is KeyState.MISSING
+        ]
+        if failed:
+            detail = "; ".join(f"'{r.key}': {r.problem}" for r in failed)
+            raise PreconditionFailed(f"Required FHIR data could not be obtained: {detail}")
+        return data
+
+    def _can_fetch(self, request: HookRequest) -> str | None:
+        """None when we may call the FHIR server, else why not."""
+        if not request.fhirServer:
+            return "no fhirServer in the request"
+        if request.fhirAuthorization is None and not self.settings.open_fetch:
+            return "no fhirAuthorization in the request (tokenless fetch is disabled)"
+        scheme = urlsplit(request.fhirServer).scheme.lower()
+        if scheme not in ("http", "https"):
+            return "fhirServer is not an http(s) URL"
+        return None
+
+    async def _fetch_all(
+        self,
+        request: HookRequest,
+        jobs: list[tuple[PrefetchSpec, str | None, list[dict[str, Any]], str | None]],
+        data: GatheredData,
+    ) -> None:
+        refusal = self._can_fetch(request)
+        values = token_values(request.context)
+        tasks: dict[asyncio.Task[tuple[list[dict[str, Any]], bool]], tuple[PrefetchSpec, list[dict[str, Any]]]] = {}
+        for spec, next_url, so_far, why in jobs:
+            if refusal is not None:
+                state = KeyState.PARTIAL if next_url else KeyState.MISSING
+                data.keys[spec.key] = KeyResult(spec.key, state, so_far, f"{why or 'more pages'}; {refusal}")
+                continue
+            if next_url is None:
+                rendered = render(spec.template, values)
+                if rendered is None:
+                    data.keys[spec.key] = KeyResult(
+                        spec.key, KeyState.MISSING, [], f"{why}; template token not in context"
+                    )
+                    continue
+                assert request.fhirServer is not None
+                url = request.fhirServer.rstrip("/") + "/" + rendered.lstrip("/")
+            else:
+                url = next_url
+            task = asyncio.create_task(self._fetch(url, request, spec.all_pages))
+            tasks[task] = (spec, so_far)
+        if not tasks:
+            return
+        started = time.perf_counter()
+        done, pending = await asyncio.wait(tasks, timeout=self.settings.prefetch_deadline_seconds)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        elapsed = (time.perf_counter() - started) * 1000
+        for task, (spec, so_far) in tasks.items():
+            if task in done and task.exception() is None:
+                got, truncated = task.result()
+                data.keys[spec.key] = KeyResult(
+                    spec.key,
+                    KeyState.PARTIAL if truncated else KeyState.FETCHED,
+                    so_far + got,
+                    f"stopped after {self.settings.fhir_page_cap} pages" if truncated else None,
+                    fetch_ms=elapsed,
+                )
+                continue
+            if task in done:
+                exc = task.exception()
+                reason = exc.reason if isinstance(exc, _FetchFailed) else "FHIR request failed"
+            else:
+                reason = f"FHIR server did not answer within {self.settings.prefetch_deadline_seconds:g} s"
+            state = KeyState.PARTIAL if so_far else KeyState.MISSING
+            data.keys[spec.key] = KeyResult(spec.key, state, so_far, reason, fetch_ms=elapsed)
+
+    async def _fetch(
+        self, url: str, request: HookRequest, all_pages: bool
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """GET one query (and its next pages) -> (resources, stopped at the page cap).
+
+        Raises _FetchFailed with a reason that never contains the token or the URL.
+        """
+        assert request.fhirServer is not None
+        home = _origin(request.fhirServer)
+        headers = {"Accept": FHIR_ACCEPT}
+        if request.fhirAuthorization is not None:
+            headers["Authorization"] = f"Bearer {request.fhirAuthorization.access_token}"
+        out: list[dict[str, Any]] = []
+        pages = 0
+        next_url: str | None = url
+        while next_url is not None:
+            if _origin(next_url) != home:
+                raise _FetchFailed("next link points away from fhirServer; not followed")
+            try:
+                resp = await self.client.get(next_url, headers=headers)
+            except httpx.TimeoutException:
+                raise _FetchFailed("FHIR request timed out") from None
+            except httpx.HTTPError:
+                raise _FetchFailed("could not connect to the FHIR server") from None
+            if resp.status_code in (401, 403):
+                raise _FetchFailed(f"FHIR server refused access (HTTP {resp.status_code})")
+            if not 200 <= resp.status_code < 300:
+                raise _FetchFailed(f"FHIR server answered HTTP {resp.status_code}")
+            try:
+                body = orjson.loads(resp.content)
+            except orjson.JSONDecodeError:
+                raise _FetchFailed("FHIR server sent invalid JSON") from None
+            if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
+                raise _FetchFailed("FHIR server sent something that is not a FHIR resource")
+            if _has_error(body):
+                raise _FetchFailed("FHIR server answered with an OperationOutcome")
+            out.extend(_entries(body))
+            pages += 1
+            next_url = _next_link(body) if all_pages else None
+            if next_url is not None and pages >= self.settings.fhir_page_cap:
+                return out, True
+        return out, False
+
+
+def build_fhir_client(settings: Settings) -> httpx.AsyncClient:
+    """One pooled client per process; redirects are not followed so a token never leaves its origin."""
+    timeout = httpx.Timeout(settings.prefetch_deadline_seconds, connect=settings.fhir_connect_timeout_seconds)
+    limits = httpx.Limits(
+        max_connections=settings.fhir_max_connections, max_keepalive_connections=settings.fhir_max_connections
+    )
+    return httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False, trust_env=False)

@@ -1,0 +1,1 @@
+"""CDS Hooks wire protocol: models, response invariants, errors. Knows nothing of fasciculations."""

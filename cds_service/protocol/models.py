@@ -1,0 +1,198 @@
+"""CDS Hooks 2.0.1 wire models.
+
+Requests are parsed leniently (``extra="allow"``): unknown fields, vendor extensions and 1.0-era
+requests must never cause a 4xx, and ``draftOrders`` stays raw JSON because drafts from real clients
+(the public Sandbox among them) are often not valid FHIR. Responses are strict (``extra="forbid"``)
+and serialised without ``None``; ``protocol.validate`` checks the invariants pydantic cannot express.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JSONObject = dict[str, Any]
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# --------------------------------------------------------------------------- requests
+
+
+class FhirAuthorization(_Lenient):
+    """OAuth bearer token for the service to call ``fhirServer``; transient, never logged or stored."""
+
+    access_token: str
+    token_type: str = "Bearer"
+    expires_in: int | None = None
+    scope: str | None = None
+    subject: str | None = None
+    patient: str | None = None
+
+    def __repr__(self) -> str:  # the token must not leak through a repr in a log or traceback
+        return f"FhirAuthorization(token_type={self.token_type!r}, scope={self.scope!r}, access_token=***)"
+
+    __str__ = __repr__
+
+
+class HookRequest(_Lenient):
+    """The body of ``POST /cds-services/{id}``; ``context`` is validated per hook by the registry."""
+
+    hook: str = Field(min_length=1)
+    hookInstance: str = Field(min_length=1)
+    fhirServer: str | None = None
+    fhirAuthorization: FhirAuthorization | None = None
+    context: JSONObject
+    prefetch: dict[str, Any] | None = None
+    extension: JSONObject | None = None
+
+
+class PatientViewContext(_Lenient):
+    userId: str = Field(min_length=1)
+    patientId: str = Field(min_length=1)
+    encounterId: str | None = None
+
+
+class OrderSelectContext(_Lenient):
+    userId: str = Field(min_length=1)
+    patientId: str = Field(min_length=1)
+    encounterId: str | None = None
+    selections: list[str]
+    draftOrders: JSONObject
+
+
+class OrderSignContext(_Lenient):
+    userId: str = Field(min_length=1)
+    patientId: str = Field(min_length=1)
+    encounterId: str | None = None
+    draftOrders: JSONObject
+
+
+class GenericContext(_Lenient):
+    """Context of a hook without a typed model (e.g. encounter-start): kept as sent."""
+
+
+HookContext = PatientViewContext | OrderSelectContext | OrderSignContext
+
+CONTEXT_MODELS: dict[str, type[BaseModel]] = {
+    "patient-view": PatientViewContext,
+    "order-select": OrderSelectContext,
+    "order-sign": OrderSignContext,
+}
+
+
+# --------------------------------------------------------------------------- feedback
+
+
+class Coding(_Strict):
+    """A Coding as CDS Hooks uses it (topic, override reasons)."""
+
+    system: str = Field(min_length=1)
+    code: str = Field(min_length=1)
+    display: str | None = None
+
+
+class InCoding(_Lenient):
+    """A Coding as clients send it back in feedback: the Sandbox omits ``display``."""
+
+    system: str | None = None
+    code: str | None = None
+    display: str | None = None
+
+
+class AcceptedSuggestion(_Lenient):
+    id: str = Field(min_length=1)
+
+
+class OverrideReason(_Lenient):
+    reason: InCoding | None = None
+    userComment: str | None = None
+
+
+class FeedbackItem(_Lenient):
+    card: str = Field(min_length=1)
+    outcome: Literal["accepted", "overridden"]
+    acceptedSuggestions: list[AcceptedSuggestion] | None = None
+    overrideReason: OverrideReason | None = None
+    outcomeTimestamp: str = Field(min_length=1)
+
+
+class FeedbackRequest(_Lenient):
+    feedback: list[FeedbackItem] = Field(min_length=1)
+
+
+# --------------------------------------------------------------------------- responses
+
+
+class Source(_Strict):
+    label: str = Field(min_length=1)
+    url: str | None = None
+    icon: str | None = None
+    topic: Coding | None = None
+
+
+class Action(_Strict):
+    type: Literal["create", "update", "delete"]
+    description: str = Field(min_length=1)
+    resource: JSONObject | None = None
+    resourceId: str | None = None
+
+
+class Suggestion(_Strict):
+    label: str = Field(min_length=1)
+    uuid: str | None = None
+    isRecommended: bool | None = None
+    actions: list[Action] | None = None
+
+
+class Link(_Strict):
+    label: str = Field(min_length=1)
+    url: str = Field(min_length=1)
+    type: Literal["absolute", "smart"]
+    appContext: str | None = None
+    autolaunchable: bool | None = None
+
+
+class Card(_Strict):
+    uuid: str | None = None
+    summary: str = Field(min_length=1)
+    detail: str | None = None
+    indicator: Literal["info", "warning", "critical"]
+    source: Source
+    suggestions: list[Suggestion] | None = None
+    selectionBehavior: Literal["at-most-one", "any"] | None = None
+    overrideReasons: list[Coding] | None = None
+    links: list[Link] | None = None
+
+
+class CdsResponse(_Strict):
+    cards: list[Card] = Field(default_factory=list)
+    systemActions: list[Action] | None = None
+
+
+class ServiceDescriptor(_Strict):
+    """One entry of the discovery document."""
+
+    hook: str
+    title: str | None = None
+    description: str
+    id: str
+    prefetch: dict[str, str] | None = None
+    usageRequirements: str | None = None
+    extension: JSONObject | None = None
+
+
+class DiscoveryResponse(_Strict):
+    services: list[ServiceDescriptor]
+
+
+def dump(model: BaseModel) -> JSONObject:
+    """Wire form of a response model: no ``None`` anywhere, as the spec requires."""
+    return model.model_dump(mode="json", exclude_none=True)

@@ -1,0 +1,128 @@
+"""Service registry: which (service id, hook) pairs exist, what data each needs, and who answers.
+
+Following HAPI FHIR's ``@CdsServicePrefetch``, a service declares every prefetch template beside
+its handler together with its failure policy (required or optional); the data layer does the rest.
+One id may serve several hooks and two services may share a hook, so the registry is keyed by
+``(id, hook)``; registering the same pair twice is an error rather than a silent replacement.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from cds_service.protocol.models import CONTEXT_MODELS, GenericContext, HookRequest, ServiceDescriptor
+
+if TYPE_CHECKING:
+    from cds_service.data.gather import GatheredData
+    from cds_service.settings import Settings
+
+
+@dataclass(frozen=True)
+class PrefetchSpec:
+    """One prefetch template and what to do when its data cannot be had."""
+
+    key: str
+    template: str
+    required: bool = False
+    all_pages: bool = False  # follow Bundle.link[next] up to the page cap
+
+
+@dataclass(frozen=True)
+class CardRecord:
+    """What the issued-card registry keeps about one card (no PHI)."""
+
+    card_uuid: str
+    rule_id: str
+    indicator: str
+
+
+@dataclass
+class HandlerResult:
+    """A handler's answer: the response body plus, per card, the rule that produced it."""
+
+    body: dict[str, Any]
+    issued: list[CardRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class HookCall:
+    """Everything a handler gets: the parsed request, its typed context, the data, and ``now``."""
+
+    request: HookRequest
+    context: BaseModel
+    data: GatheredData
+    now: datetime
+
+
+Handler = Callable[[HookCall], Awaitable[HandlerResult]]
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    id: str
+    hook: str
+    title: str
+    description: str
+    handler: Handler
+    prefetch: tuple[PrefetchSpec, ...] = ()
+    usage_requirements: str | None = None
+
+    def descriptor(self) -> ServiceDescriptor:
+        return ServiceDescriptor(
+            hook=self.hook,
+            title=self.title,
+            description=self.description,
+            id=self.id,
+            prefetch={p.key: p.template for p in self.prefetch} or None,
+            usageRequirements=self.usage_requirements,
+        )
+
+    def context_model(self) -> type[BaseModel]:
+        """Typed context for the hooks we know; any other hook gets a lenient generic context."""
+        return CONTEXT_MODELS.get(self.hook, GenericContext)
+
+
+class Registry:
+    """All services of this process, looked up by (id, hook)."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[tuple[str, str], ServiceDefinition] = {}
+        self._ids: dict[str, list[str]] = {}
+
+    def add(self, service: ServiceDefinition) -> None:
+        key = (service.id, service.hook)
+        if key in self._by_key:
+            raise ValueError(f"service {service.id!r} already registered for hook {service.hook!r}")
+        keys = [p.key for p in service.prefetch]
+        if len(keys) != len(set(keys)):
+            raise ValueError(f"service {service.id!r}: duplicate prefetch keys")
+        self._by_key[key] = service
+        self._ids.setdefault(service.id, []).append(service.hook)
+
+    def has_id(self, service_id: str) -> bool:
+        return service_id in self._ids
+
+    def hooks_of(self, service_id: str) -> list[str]:
+        return list(self._ids.get(service_id, []))
+
+    def get(self, service_id: str, hook: str) -> ServiceDefinition | None:
+        return self._by_key.get((service_id, hook))
+
+    def all(self) -> list[ServiceDefinition]:
+        return list(self._by_key.values())
+
+
+def load_services(registry: Registry, modules: list[str], settings: Settings) -> None:
+    """Import each module and call its ``register(registry, settings)``; a topic is a plug-in."""
+    for name in modules:
+        module = importlib.import_module(name)
+        register = getattr(module, "register", None)
+        if not callable(register):
+            raise ValueError(f"service module {name!r} has no register(registry, settings)")
+        register(registry, settings)

@@ -1,0 +1,119 @@
+"""Writes and reads of feedback and issued cards.
+
+Feedback is committed before the endpoint answers 200 (nothing the EHR sent is lost), and the spec
+allows the same feedback to arrive several times, so each item carries a content hash with a unique
+index: a repeat is a no-op, on SQLite and Postgres alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from cds_service.protocol.models import FeedbackItem
+from cds_service.storage.tables import FeedbackRow, IssuedCardRow
+
+
+def parse_timestamp(value: str) -> datetime:
+    """RFC 3339 timestamp -> aware UTC datetime; ValueError for anything else."""
+    ts = datetime.fromisoformat(value.strip())
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC)
+
+
+def _dedupe_key(service_id: str, item: FeedbackItem) -> str:
+    reason = item.overrideReason.reason if item.overrideReason else None
+    canonical = {
+        "s": service_id,
+        "c": item.card,
+        "o": item.outcome,
+        "a": sorted(a.id for a in item.acceptedSuggestions or []),
+        "rs": reason.system if reason else None,
+        "rc": reason.code if reason else None,
+        "u": item.overrideReason.userComment if item.overrideReason else None,
+        "t": item.outcomeTimestamp,
+    }
+    return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedCard:
+    card_uuid: str
+    service_id: str
+    rule_id: str
+    indicator: str
+    hook: str
+    hook_instance: str
+    patient_hash: str
+    issued_at: datetime
+
+
+class Store:
+    """The service's only door to the database."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+
+    async def save_feedback(self, service_id: str, items: Sequence[FeedbackItem], now: datetime) -> int:
+        """Store every item in one transaction; returns how many were new (repeats are skipped)."""
+        rows = []
+        for item in items:
+            reason = item.overrideReason.reason if item.overrideReason else None
+            rows.append(
+                {
+                    "dedupe_key": _dedupe_key(service_id, item),
+                    "service_id": service_id,
+                    "card_uuid": item.card,
+                    "outcome": item.outcome,
+                    "accepted_suggestions": [a.id for a in item.acceptedSuggestions or []] or None,
+                    "override_system": reason.system if reason else None,
+                    "override_code": reason.code if reason else None,
+                    "override_display": reason.display if reason else None,
+                    "user_comment": item.overrideReason.userComment if item.overrideReason else None,
+                    "outcome_timestamp": parse_timestamp(item.outcomeTimestamp),
+                    "received_at": now,
+                }
+            )
+        stmt = self._insert(FeedbackRow).values(rows).on_conflict_do_nothing(index_elements=["dedupe_key"])
+        async with self.sessions.begin() as session:
+            result = await session.execute(stmt)
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def record_issued(self, cards: Sequence[IssuedCard]) -> None:
+        if not cards:
+            return
+        rows = [c.__dict__ for c in cards]
+        stmt = self._insert(IssuedCardRow).values(rows).on_conflict_do_nothing(index_elements=["card_uuid"])
+        async with self.sessions.begin() as session:
+            await session.execute(stmt)
+
+    async def count_feedback(self, card_uuid: str | None = None) -> int:
+        q = select(func.count()).select_from(FeedbackRow)
+        if card_uuid is not None:
+            q = q.where(FeedbackRow.card_uuid == card_uuid)
+        async with self.sessions() as session:
+            return int((await session.execute(q)).scalar_one())
+
+    async def feedback_for(self, card_uuid: str) -> list[FeedbackRow]:
+        async with self.sessions() as session:
+            res = await session.execute(select(FeedbackRow).where(FeedbackRow.card_uuid == card_uuid))
+            return list(res.scalars())
+
+    async def issued(self, card_uuid: str) -> IssuedCardRow | None:
+        async with self.sessions() as session:
+            return await session.get(IssuedCardRow, card_uuid)
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(select(1))
