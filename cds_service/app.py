@@ -25,7 +25,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cds_service import __version__
 from cds_service.data.gather import Gatherer, build_fhir_client
@@ -93,7 +93,7 @@ class GuardErrors:
             return
         started = False
 
-        async def tracking_send(message: dict[str, Any]) -> None:
+        async def tracking_send(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
@@ -170,7 +170,9 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         app.state.rt = Runtime(settings, registry, Store(engine), Gatherer(settings, http), http)
         log.info(
             "service ready",
-            extra={"fields": {"services": [f"{s.id}:{s.hook}" for s in registry.all()], "version": __version__}},
+            extra={
+                "fields": {"services": [f"{s.id}:{s.hook}" for s in registry.all()], "version": __version__}
+            },
         )
         try:
             yield
@@ -334,4 +336,3 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     )
     app.add_middleware(NormalizePath)
     return app
-

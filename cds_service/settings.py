@@ -65,7 +65,9 @@ class Settings(BaseSettings):
         2.5, gt=0, le=30, description="One deadline for all FHIR fetches of a request (EHRs wait ~5 s)"
     )
     fhir_connect_timeout_seconds: float = Field(1.0, gt=0, le=30, description="TCP connect timeout to FHIR")
-    fhir_page_cap: int = Field(10, ge=1, le=200, description="Most `next` pages followed for one prefetch key")
+    fhir_page_cap: int = Field(
+        10, ge=1, le=200, description="Most `next` pages followed for one prefetch key"
+    )
     fhir_max_connections: int = Field(50, ge=1, le=1000, description="Pool size of the shared FHIR client")
     allow_open_fhir_fetch: bool | None = Field(
         None, description="Fetch from fhirServer without fhirAuthorization (public Sandbox; dev only)"
@@ -77,7 +79,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(5_000_000, ge=1024, description="Largest request body accepted (413 beyond)")
 
     cors_allow_origins: list[str] = Field(
-        default_factory=list, description="Origins allowed by CORS; empty = none (dev: '*' without credentials)"
+        default_factory=list,
+        description="Origins allowed by CORS; empty = none (dev: '*' without credentials)",
     )
 
     @model_validator(mode="after")

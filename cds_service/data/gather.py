@@ -204,7 +204,9 @@ class Gatherer:
     ) -> None:
         refusal = self._can_fetch(request)
         values = token_values(request.context)
-        tasks: dict[asyncio.Task[tuple[list[dict[str, Any]], bool]], tuple[PrefetchSpec, list[dict[str, Any]]]] = {}
+        tasks: dict[
+            asyncio.Task[tuple[list[dict[str, Any]], bool]], tuple[PrefetchSpec, list[dict[str, Any]]]
+        ] = {}
         for spec, next_url, so_far, why in jobs:
             if refusal is not None:
                 state = KeyState.PARTIAL if next_url else KeyState.MISSING

@@ -30,7 +30,7 @@ class FhirAuthorization(_Lenient):
     """OAuth bearer token for the service to call ``fhirServer``; transient, never logged or stored."""
 
     access_token: str
-    token_type: str = "Bearer"
+    token_type: str = "Bearer"  # noqa: S105 - the scheme name, not a secret
     expires_in: int | None = None
     scope: str | None = None
     subject: str | None = None

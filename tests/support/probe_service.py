@@ -61,5 +61,7 @@ def register(registry: Registry, settings: Settings) -> None:
             )
         )
     registry.add(
-        ServiceDefinition(id="silent", hook="patient-view", title="Silent", description="No cards", handler=silent)
+        ServiceDefinition(
+            id="silent", hook="patient-view", title="Silent", description="No cards", handler=silent
+        )
     )
