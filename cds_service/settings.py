@@ -52,6 +52,12 @@ class Settings(BaseSettings):
         None, description="SQLAlchemy async URL (sqlite+aiosqlite:///file.db or postgresql+asyncpg://...)"
     )
     auto_migrate: bool | None = Field(None, description="Apply Alembic migrations at start-up")
+    redis_url: str | None = Field(
+        None, description="Redis URL (redis://host:6379/0) for state shared by replicas; unset = in-process"
+    )
+    public_base_url: str | None = Field(
+        None, description="Externally visible base URL (https://cds.example.org) behind a proxy; JWT aud"
+    )
     patient_hash_key: str | None = Field(
         None, description="Secret key for the HMAC that pseudonymises patient ids in logs and audit rows"
     )
