@@ -58,6 +58,7 @@ class HookCall:
     context: BaseModel
     data: GatheredData
     now: datetime
+    base_url: str = ""  # externally visible base URL of this service, for absolute links in cards
 
 
 Handler = Callable[[HookCall], Awaitable[HandlerResult]]
@@ -94,6 +95,9 @@ class Registry:
     def __init__(self) -> None:
         self._by_key: dict[tuple[str, str], ServiceDefinition] = {}
         self._ids: dict[str, list[str]] = {}
+        # Human-readable pages a topic publishes (evidence behind its cards), served as
+        # GET /evidence/{name}; the function gets the base URL and returns HTML.
+        self.pages: dict[str, Callable[[str], str]] = {}
 
     def add(self, service: ServiceDefinition) -> None:
         key = (service.id, service.hook)

@@ -1,0 +1,245 @@
+"""Card catalogue (``cards/*.yaml``, edited by clinicians) and the renderer that turns a rule hit
+into a CDS Hooks card with FHIR ``ServiceRequest`` suggestions.
+
+Templates use ``{name}`` placeholders filled from the hit's values. Anything that came from the
+EHR (labels of conditions, results, orders) is escaped before it enters Markdown, because some
+clients (the public Sandbox among them) render raw HTML inside ``detail``. Every suggested resource
+is validated with the fhir.resources R4B model before it is sent, and only codes of high or medium
+confidence are ever emitted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from fhir.resources.R4B.servicerequest import ServiceRequest
+
+from cds_service.clinical.rules import RULES, Hit
+from cds_service.clinical.rules.base import Suggest, fmt_date
+from cds_service.clinical.terminology import Code, Terminology
+from cds_service.protocol.models import Action, Card, Coding, Link, Source, Suggestion
+
+TOPIC_SYSTEM = "urn:cds-fasciculation:topic"
+OVERRIDE_SYSTEM = "urn:cds-fasciculation:override-reason"
+SOURCE_LABEL = "Fasciculation work-up CDS"
+MAX_SUMMARY = 139
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]#|~])")
+LAB_CATEGORY = {"system": "http://snomed.info/sct", "code": "108252007", "display": "Laboratory procedure"}
+IMAGING_CATEGORY = {"system": "http://snomed.info/sct", "code": "363679005", "display": "Imaging"}
+IMAGING = frozenset({"ct_head", "mri_brain", "mri_lumbar_spine"})
+
+
+def default_cards_dir() -> Path:
+    """``CDS_CARDS_DIR``, else ``cards/`` beside the package's source tree."""
+    env = os.environ.get("CDS_CARDS_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "cards"
+
+
+def md_escape(text: str) -> str:
+    """Neutralise HTML and Markdown in untrusted text (EHR labels) before it enters ``detail``."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", text).replace("\n", " ")
+
+
+@dataclass(frozen=True)
+class CardKind:
+    id: str
+    rule: str
+    indicator: str
+    summary: str
+    detail: str
+    topic: dict[str, str]
+    selection: str = "any"
+    order_all: bool = False
+    suggestion_labels: dict[str, str] = field(default_factory=dict)
+    override_reasons: tuple[dict[str, str], ...] = ()
+    evidence: tuple[dict[str, str], ...] = ()
+    links: tuple[dict[str, str], ...] = ()
+    path: str = ""
+
+
+class Catalogue:
+    """All card kinds, loaded once at start-up and checked against the rules."""
+
+    def __init__(self, kinds: dict[str, CardKind]) -> None:
+        self.kinds = kinds
+
+    @classmethod
+    def load(cls, directory: Path | None = None) -> Catalogue:
+        directory = directory or default_cards_dir()
+        kinds: dict[str, CardKind] = {}
+        for path in sorted(directory.glob("*.yaml")):
+            raw = yaml.safe_load(path.read_text())
+            kind = CardKind(
+                id=raw["id"],
+                rule=raw["rule"],
+                indicator=raw["indicator"],
+                summary=raw["summary"].strip(),
+                detail=raw["detail"].strip(),
+                topic=dict(raw["topic"]),
+                selection=raw.get("selection", "any"),
+                order_all=bool(raw.get("order_all", False)),
+                suggestion_labels=dict(raw.get("suggestions") or {}),
+                override_reasons=tuple(raw.get("override_reasons") or ()),
+                evidence=tuple(raw.get("evidence") or ()),
+                links=tuple(raw.get("links") or ()),
+                path=path.name,
+            )
+            if kind.id in kinds:
+                raise ValueError(f"duplicate card kind {kind.id} in {path.name}")
+            if kind.selection not in ("any", "at-most-one"):
+                raise ValueError(f"{path.name}: selection must be any or at-most-one")
+            for r in kind.override_reasons:
+                if not r.get("code") or not r.get("display"):
+                    raise ValueError(f"{path.name}: every override reason needs code and display")
+            kinds[kind.id] = kind
+        if not kinds:
+            raise ValueError(f"no card kinds in {directory}")
+        return cls(kinds)
+
+    def for_rule(self, rule_id: str) -> list[CardKind]:
+        return [k for k in self.kinds.values() if k.rule == rule_id]
+
+
+@dataclass
+class RenderContext:
+    patient_id: str
+    user_ref: str | None
+    now: datetime
+    base_url: str
+    intent: str
+    reason_condition: str | None  # "Condition/x" of the fasciculation, for reasonReference
+    missing: list[str]
+
+
+def fill(template: str, values: dict[str, str]) -> str:
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+
+
+class Renderer:
+    def __init__(self, catalogue: Catalogue, term: Terminology) -> None:
+        self.catalogue = catalogue
+        self.t = term
+        self.seeds = {r.id: r.seeds for r in RULES}
+
+    def render(self, hit: Hit, rc: RenderContext) -> Card:
+        kind = self.catalogue.kinds[hit.card]
+        values = {k: md_escape(v) for k, v in hit.values.items()}
+        summary = fill(kind.summary, hit.values)
+        if len(summary) > MAX_SUMMARY:
+            summary = summary[: MAX_SUMMARY - 1].rstrip() + "…"
+        suggestions = [s for s in (self._suggestion(kind, sg, rc) for sg in hit.suggest) if s is not None]
+        if kind.order_all and len(suggestions) > 1:
+            actions = [a for s in suggestions for a in s.actions or ()]
+            suggestions.append(
+                Suggestion(
+                    label=f"Order all {len(actions)} missing tests", uuid=str(uuid.uuid4()), actions=actions
+                )
+            )
+        if kind.selection == "at-most-one":
+            seen = False
+            for s in suggestions:
+                if s.isRecommended and seen:
+                    s.isRecommended = None
+                seen = seen or bool(s.isRecommended)
+        return Card(
+            uuid=str(uuid.uuid4()),
+            summary=summary,
+            detail=self._detail(kind, hit, values, rc),
+            indicator=hit.indicator,
+            source=Source(
+                label=SOURCE_LABEL,
+                url=f"{rc.base_url}/evidence",
+                topic=Coding(system=TOPIC_SYSTEM, code=kind.topic["code"], display=kind.topic["display"]),
+            ),
+            suggestions=suggestions or None,
+            selectionBehavior=kind.selection if suggestions else None,
+            overrideReasons=[
+                Coding(system=OVERRIDE_SYSTEM, code=r["code"], display=r["display"])
+                for r in kind.override_reasons
+            ]
+            or None,
+            links=[
+                Link(
+                    label="Why this card: rule, evidence and codes",
+                    url=f"{rc.base_url}/evidence/{kind.id}",
+                    type="absolute",
+                ),
+                *(Link(label=link["label"], url=link["url"], type="absolute") for link in kind.links),
+            ],
+        )
+
+    def _detail(self, kind: CardKind, hit: Hit, values: dict[str, str], rc: RenderContext) -> str:
+        parts = [fill(kind.detail, values)]
+        if hit.basis:
+            parts.append(
+                "**Based on**\n\n"
+                + "\n".join(
+                    f"- {md_escape(b.text)} ({fmt_date(b.when)}; `{md_escape(b.ref)}`)" for b in hit.basis
+                )
+            )
+        if hit.lines:
+            parts.append("\n".join(f"- {md_escape(line)}" for line in hit.lines))
+        if rc.missing:
+            parts.append(
+                "_Data that could not be obtained, so not considered: "
+                + md_escape(", ".join(rc.missing))
+                + "._"
+            )
+        parts.append(f"_Rule {hit.rule}; evidence and codes: see the linked page._")
+        return "\n\n".join(parts)
+
+    def _code(self, sg: Suggest) -> Code | None:
+        concept = self.t.concept(sg.concept)
+        if sg.code is not None:
+            return next((c for c in concept.codes if c.code == sg.code and c.emittable), None)
+        return concept.primary()
+
+    def _suggestion(self, kind: CardKind, sg: Suggest, rc: RenderContext) -> Suggestion | None:
+        concept = self.t.concept(sg.concept)
+        code = None if sg.text_only else self._code(sg)
+        if code is None and not sg.text_only:
+            return None  # no emittable code: never send an unverified one
+        label = sg.label or kind.suggestion_labels.get(sg.concept) or sg.text_only or f"Order {concept.label}"
+        resource = self.service_request(sg, code, label, rc)
+        action = Action(type="create", description=f"Create draft order: {label}", resource=resource)
+        return Suggestion(
+            label=label, uuid=str(uuid.uuid4()), isRecommended=sg.recommended or None, actions=[action]
+        )
+
+    def service_request(
+        self, sg: Suggest, code: Code | None, label: str, rc: RenderContext
+    ) -> dict[str, Any]:
+        """A draft R4 ServiceRequest, validated with the R4B model before it leaves the service."""
+        resource: dict[str, Any] = {
+            "resourceType": "ServiceRequest",
+            "status": "draft",
+            "intent": rc.intent,
+            "priority": sg.priority,
+            "code": {"coding": [code.as_coding()], "text": label}
+            if code
+            else {"text": sg.text_only or label},
+            "subject": {"reference": f"Patient/{rc.patient_id}"},
+            "authoredOn": rc.now.isoformat(timespec="seconds"),
+        }
+        category = (
+            LAB_CATEGORY
+            if self.t.concept(sg.concept).category == "lab"
+            else (IMAGING_CATEGORY if sg.concept in IMAGING else None)
+        )
+        if category:
+            resource["category"] = [{"coding": [category]}]
+        if rc.user_ref and re.match(r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$", rc.user_ref):
+            resource["requester"] = {"reference": rc.user_ref}
+        if rc.reason_condition:
+            resource["reasonReference"] = [{"reference": rc.reason_condition}]
+        ServiceRequest.model_validate(resource)
+        return resource

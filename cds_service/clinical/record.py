@@ -1,0 +1,501 @@
+"""The patient record the rules read: only the facts they need, normalised once.
+
+Raw FHIR JSON is filtered by code *before* anything is built (a patient with 2,000 unrelated
+Observations costs a dictionary lookup per Observation, not a model). Status semantics:
+Observation final/amended/corrected = result, registered/preliminary = pending, entered-in-error
+and cancelled ignored; Condition refuted/entered-in-error never count, resolved/inactive/remission
+are history; ServiceRequest draft/active/on-hold = pending, completed = done.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from cds_service.clinical.terminology import LOINC, Terminology
+from cds_service.clinical.units import normalise, normalise_range
+
+RESULT = frozenset({"final", "amended", "corrected"})
+PENDING_OBS = frozenset({"registered", "preliminary"})
+ORDER_PENDING = frozenset({"draft", "active", "on-hold"})
+PROC_PENDING = frozenset({"preparation", "in-progress", "on-hold"})
+ACTIVE_CLINICAL = frozenset({"active", "recurrence", "relapse"})
+DROP_VERIFICATION = frozenset({"refuted", "entered-in-error"})
+NEGATIVE_TEXT = re.compile(r"\b(absent|negative|not present|none|no)\b", re.IGNORECASE)
+ABSENT_CODES = frozenset({"2667000", "260385009"})  # Absent; Negative (qualifier values)
+_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?")
+
+
+def parse_when(value: Any) -> datetime | None:
+    """FHIR date/dateTime/instant -> aware UTC datetime (partial dates at their first instant)."""
+    if not isinstance(value, str) or not _DATE.match(value):
+        return None
+    text = value.strip()
+    try:
+        if len(text) == 4:
+            return datetime(int(text), 1, 1, tzinfo=UTC)
+        if len(text) == 7:
+            return datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=UTC)
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _code(cc: Any, system: str | None = None) -> str | None:
+    if isinstance(cc, dict):
+        for c in cc.get("coding") or ():
+            if isinstance(c, dict) and (system is None or c.get("system") == system) and c.get("code"):
+                return str(c["code"])
+    return None
+
+
+def _codes(cc: Any) -> set[str]:
+    if not isinstance(cc, dict):
+        return set()
+    return {str(c["code"]) for c in cc.get("coding") or () if isinstance(c, dict) and c.get("code")}
+
+
+def label_of(cc: Any, fallback: str) -> str:
+    """A human label for a CodeableConcept: its text, else the first display, else the code."""
+    if isinstance(cc, dict):
+        if isinstance(cc.get("text"), str) and cc["text"]:
+            return str(cc["text"])
+        for c in cc.get("coding") or ():
+            if isinstance(c, dict) and (c.get("display") or c.get("code")):
+                return str(c.get("display") or c.get("code"))
+    return fallback
+
+
+REFLEX_CONCEPTS = frozenset({"hyperreflexia", "babinski_sign", "areflexia", "hyporeflexia", "clonus"})
+_REFLEX_TEXT = (
+    (re.compile(r"hyperreflex|brisk reflex|increased reflex", re.I), "hyperreflexia"),
+    (re.compile(r"babinski|extensor plantar|upgoing toe", re.I), "babinski_sign"),
+    (re.compile(r"clonus", re.I), "clonus"),
+    (re.compile(r"areflex|absent reflex", re.I), "areflexia"),
+    (re.compile(r"hyporeflex|reduced reflex|diminished reflex", re.I), "hyporeflexia"),
+)
+
+
+def _icd_only(cc: Any, norm_code: str) -> bool:
+    """True when the only ICD-10-CM coding of ``cc`` is ``norm_code`` and no other system codes it."""
+    codings = [c for c in (cc or {}).get("coding") or () if isinstance(c, dict)]
+    if not codings:
+        return False
+    icd = [
+        str(c.get("code", "")).replace(".", "").upper()
+        for c in codings
+        if "icd-10" in str(c.get("system", ""))
+    ]
+    return bool(icd) and all(code == norm_code for code in icd) and len(icd) == len(codings)
+
+
+def _ref(res: dict[str, Any]) -> str:
+    return f"{res.get('resourceType')}/{res.get('id', '?')}"
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One clinical finding the rules can cite: what, where from, when, and how sure."""
+
+    concept: str
+    ref: str
+    label: str
+    when: datetime | None
+    source: str  # "condition" | "observation"
+    active: bool = True
+    objective: bool = True
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class LabResult:
+    concept: str
+    ref: str
+    code: str | None
+    label: str
+    when: datetime | None
+    value: float | None  # in the concept's canonical unit, None if not convertible / not numeric
+    unit: str | None
+    pending: bool
+    interpretation: frozenset[str]
+    low: float | None
+    high: float | None
+    text: str = ""  # valueString / valueCodeableConcept label
+
+    def flagged(self, *codes: str) -> bool:
+        return bool(self.interpretation & set(codes))
+
+
+@dataclass(frozen=True)
+class Order:
+    """A ServiceRequest, Procedure or DiagnosticReport that concerns one of our concepts."""
+
+    concepts: frozenset[str]
+    ref: str
+    kind: str  # ServiceRequest | Procedure | DiagnosticReport
+    status: str
+    when: datetime | None
+    label: str
+    pending: bool
+    done: bool
+    conclusion: str = ""
+    conclusion_codes: frozenset[str] = frozenset()
+    interpretation: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Medication:
+    concepts: frozenset[str]
+    ref: str
+    label: str
+    since: datetime | None
+    status: str
+
+
+@dataclass
+class PatientRecord:
+    patient_id: str
+    now: datetime
+    age: int | None = None
+    sex: str | None = None
+    facts: list[Fact] = field(default_factory=list)
+    negated: list[Fact] = field(default_factory=list)
+    labs: dict[str, list[LabResult]] = field(default_factory=dict)
+    orders: list[Order] = field(default_factory=list)
+    meds: list[Medication] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # prefetch keys we could not get
+    future_visits: list[datetime] = field(default_factory=list)  # booked follow-up (R14)
+
+    # ---------------------------------------------------------------- queries used by rules
+
+    def has(self, *concepts: str, within_days: int | None = None, active: bool = True) -> list[Fact]:
+        """Positive facts for any of the concepts (active ones unless ``active=False``)."""
+        wanted = set(concepts)
+        cutoff = self.now - timedelta(days=within_days) if within_days is not None else None
+        out = []
+        for f in self.facts:
+            if f.concept not in wanted or (active and not f.active):
+                continue
+            if cutoff is not None and (f.when is None or f.when < cutoff):
+                continue
+            out.append(f)
+        return out
+
+    def history(self, *concepts: str) -> list[Fact]:
+        wanted = set(concepts)
+        return [f for f in self.facts if f.concept in wanted and not f.active]
+
+    def results(self, concept: str, within_days: int | None = None) -> list[LabResult]:
+        """Final results, newest first, optionally within a look-back window."""
+        cutoff = self.now - timedelta(days=within_days) if within_days is not None else None
+        return [
+            r
+            for r in self.labs.get(concept, ())
+            if not r.pending and (cutoff is None or (r.when is not None and r.when >= cutoff))
+        ]
+
+    def latest(self, concept: str, within_days: int | None = None) -> LabResult | None:
+        found = self.results(concept, within_days)
+        return found[0] if found else None
+
+    def lab_pending(self, concept: str) -> LabResult | Order | None:
+        for r in self.labs.get(concept, ()):
+            if r.pending:
+                return r
+        return self.pending_order(concept)
+
+    def pending_order(self, *concepts: str) -> Order | None:
+        wanted = set(concepts)
+        pending = [o for o in self.orders if o.pending and o.concepts & wanted]
+        return max(pending, key=lambda o: o.when or self.now) if pending else None
+
+    def done_orders(self, *concepts: str) -> list[Order]:
+        wanted = set(concepts)
+        return sorted(
+            (o for o in self.orders if o.done and o.concepts & wanted),
+            key=lambda o: o.when or datetime.min.replace(tzinfo=UTC),
+            reverse=True,
+        )
+
+    def meds_in(self, concepts: Iterable[str]) -> list[Medication]:
+        wanted = set(concepts)
+        return [m for m in self.meds if m.concepts & wanted]
+
+
+class RecordBuilder:
+    """Builds a PatientRecord from gathered FHIR JSON, keeping only what matches a concept."""
+
+    def __init__(
+        self, term: Terminology, finding_window_days: int = 365, use_trigger_text: bool = False
+    ) -> None:
+        self.t = term
+        self.window = finding_window_days
+        self.use_trigger_text = use_trigger_text
+
+    def build(
+        self,
+        patient_id: str,
+        now: datetime,
+        resources: dict[str, list[dict[str, Any]]],
+        missing: Iterable[str] = (),
+    ) -> PatientRecord:
+        rec = PatientRecord(patient_id=patient_id, now=now, missing=list(missing))
+        for p in resources.get("Patient", ()):
+            if p.get("id") in (None, patient_id):
+                self._patient(rec, p)
+        for c in resources.get("Condition", ()):
+            self._condition(rec, c)
+        for o in resources.get("Observation", ()):
+            self._observation(rec, o)
+        for kind in ("ServiceRequest", "Procedure", "DiagnosticReport"):
+            for r in resources.get(kind, ()):
+                self._order(rec, r)
+        for kind in ("MedicationRequest", "MedicationStatement"):
+            for m in resources.get(kind, ()):
+                self._medication(rec, m)
+        for a in resources.get("Appointment", ()):
+            start = parse_when(a.get("start"))
+            if a.get("status") in ("proposed", "pending", "booked") and (start is None or start >= now):
+                rec.future_visits.append(start or now)
+        for r in resources.get("ServiceRequest", ()):
+            text = label_of(r.get("code"), "")
+            if r.get("status") in ORDER_PENDING and re.search(r"follow[- ]?up|review|recall", text, re.I):
+                rec.future_visits.append(parse_when(r.get("occurrenceDateTime")) or now)
+        for results in rec.labs.values():
+            results.sort(key=lambda r: r.when or datetime.min.replace(tzinfo=UTC), reverse=True)
+        return rec
+
+    def _patient(self, rec: PatientRecord, p: dict[str, Any]) -> None:
+        born = parse_when(p.get("birthDate"))
+        if born is not None:
+            years = rec.now.year - born.year - ((rec.now.month, rec.now.day) < (born.month, born.day))
+            rec.age = max(years, 0)
+        if isinstance(p.get("gender"), str):
+            rec.sex = p["gender"]
+
+    def concepts_of(self, cc: Any) -> set[str]:
+        """Concepts of a finding's code, with the catalogue's two ambiguous ICD-10-CM codes
+        resolved: R29.2 'Abnormal reflex' names a reflex sign only when the text says which one,
+        and R53.1 'Weakness' alone is treated as non-objective weakness."""
+        concepts = self.t.match_cc(cc, use_text=True)
+        if concepts & REFLEX_CONCEPTS and _icd_only(cc, "R292"):
+            text = label_of(cc, "") if isinstance(cc, dict) and cc.get("text") else ""
+            concepts -= REFLEX_CONCEPTS
+            concepts |= {concept for pattern, concept in _REFLEX_TEXT if pattern.search(text)}
+            if not concepts:
+                concepts = {"reflex_abnormal"}
+        return concepts
+
+    def _condition(self, rec: PatientRecord, c: dict[str, Any]) -> None:
+        if _code(c.get("verificationStatus")) in DROP_VERIFICATION:
+            return
+        concepts = self.concepts_of(c.get("code"))
+        if self.use_trigger_text and re.search(
+            r"fascicul|twitch", str((c.get("code") or {}).get("text", "")), re.I
+        ):
+            concepts.add("fasciculation")
+        if not concepts:
+            return
+        clinical = _code(c.get("clinicalStatus"))
+        active = clinical is None or clinical in ACTIVE_CLINICAL
+        when = parse_when(c.get("onsetDateTime")) or parse_when(c.get("recordedDate"))
+        if when is None and isinstance(c.get("onsetPeriod"), dict):
+            when = parse_when(c["onsetPeriod"].get("start"))
+        asserter = str((c.get("asserter") or {}).get("reference", "")) + str(
+            (c.get("recorder") or {}).get("reference", "")
+        )
+        objective = not re.match(r"^(Patient|RelatedPerson)/", asserter)
+        if "muscle_weakness" in concepts and _icd_only(c.get("code"), "R531"):
+            objective = False  # 'Weakness' (asthenia) without a coded exam finding
+        note = " ".join(str(n.get("text", "")) for n in c.get("note") or () if isinstance(n, dict))
+        label = self.t.label(c.get("code"), "condition")
+        for concept in concepts:
+            rec.facts.append(Fact(concept, _ref(c), label, when, "condition", active, objective, note))
+
+    def _observation(self, rec: PatientRecord, o: dict[str, Any]) -> None:
+        status = o.get("status")
+        if status not in RESULT and status not in PENDING_OBS:
+            return
+        code = o.get("code")
+        concepts = self.concepts_of(code)
+        concepts.discard(
+            "pad_risk_factors"
+        )  # a smoking-status *question* is not a risk factor; its value may be
+        value_cc = o.get("valueCodeableConcept")
+        value_concepts = self.t.match_cc(value_cc, use_text=False) if isinstance(value_cc, dict) else set()
+        if not concepts and not value_concepts:
+            return
+        when = parse_when(o.get("effectiveDateTime")) or parse_when(o.get("issued"))
+        if when is None and isinstance(o.get("effectivePeriod"), dict):
+            when = parse_when(o["effectivePeriod"].get("start"))
+        labs = {c for c in concepts if self.t.concepts[c].category == "lab"}
+        if labs:
+            self._lab(rec, o, labs, when, status in PENDING_OBS)
+        findings = (concepts - labs) | value_concepts
+        if findings and status in RESULT:
+            self._finding(rec, o, findings, when, value_concepts)
+
+    def _finding(
+        self,
+        rec: PatientRecord,
+        o: dict[str, Any],
+        concepts: set[str],
+        when: datetime | None,
+        value_concepts: set[str],
+    ) -> None:
+        negated = self._negated(o, bool(value_concepts))
+        recent = when is None or when >= rec.now - timedelta(days=self.window)
+        performer = " ".join(
+            str(p.get("reference", "")) for p in o.get("performer") or () if isinstance(p, dict)
+        )
+        objective = not re.search(r"\b(Patient|RelatedPerson)/", performer)
+        label = self.t.label(o.get("valueCodeableConcept"), "") if value_concepts else ""
+        label = label or self.t.label(o.get("code"), "observation")
+        for concept in concepts:
+            fact = Fact(concept, _ref(o), label, when, "observation", recent, objective)
+            (rec.negated if negated else rec.facts).append(fact)
+
+    @staticmethod
+    def _negated(o: dict[str, Any], finding_in_value: bool) -> bool:
+        """An exam finding recorded as absent must never fire a rule."""
+        if o.get("dataAbsentReason") is not None or o.get("valueBoolean") is False:
+            return True
+        interp = (
+            set().union(*(_codes(i) for i in o.get("interpretation") or () if isinstance(i, dict)))
+            if o.get("interpretation")
+            else set()
+        )
+        if "N" in interp or "NEG" in interp:
+            return True
+        v = o.get("valueCodeableConcept")
+        if not finding_in_value and isinstance(v, dict):
+            if _codes(v) & ABSENT_CODES:
+                return True
+            if NEGATIVE_TEXT.search(label_of(v, "")):
+                return True
+        vs = o.get("valueString")
+        return isinstance(vs, str) and bool(NEGATIVE_TEXT.match(vs.strip()))
+
+    def _lab(
+        self, rec: PatientRecord, o: dict[str, Any], concepts: set[str], when: datetime | None, pending: bool
+    ) -> None:
+        code = _code(o.get("code"), LOINC)
+        interp = (
+            set().union(*(_codes(i) for i in o.get("interpretation") or () if isinstance(i, dict)))
+            if o.get("interpretation")
+            else set()
+        )
+        vq = o.get("valueQuantity") if isinstance(o.get("valueQuantity"), dict) else None
+        raw_value = vq.get("value") if vq else None
+        if raw_value is None and isinstance(o.get("valueInteger"), int):
+            raw_value = o["valueInteger"]
+        unit = (vq.get("code") or vq.get("unit")) if vq else None
+        rr = next((r for r in o.get("referenceRange") or () if isinstance(r, dict)), {})
+        text = str(o.get("valueString") or label_of(o.get("valueCodeableConcept"), ""))
+        for concept in concepts:
+            value: float | None = None
+            canonical: str | None = None
+            if isinstance(raw_value, int | float) and not isinstance(raw_value, bool):
+                value, canonical = normalise(concept, float(raw_value), unit)
+            low = self._bound(concept, rr.get("low"))
+            high = self._bound(concept, rr.get("high"))
+            rec.labs.setdefault(concept, []).append(
+                LabResult(
+                    concept,
+                    _ref(o),
+                    code,
+                    self.t.label(o.get("code"), concept),
+                    when,
+                    value,
+                    canonical,
+                    pending,
+                    frozenset(interp),
+                    low,
+                    high,
+                    text,
+                )
+            )
+
+    @staticmethod
+    def _bound(concept: str, q: Any) -> float | None:
+        if not isinstance(q, dict) or not isinstance(q.get("value"), int | float):
+            return None
+        return normalise_range(concept, float(q["value"]), q.get("code") or q.get("unit"))
+
+    def _order(self, rec: PatientRecord, r: dict[str, Any]) -> None:
+        kind = str(r.get("resourceType"))
+        concepts = self.t.match_cc(r.get("code"), use_text=True)
+        if not concepts:
+            return
+        status = str(r.get("status", ""))
+        if status in ("entered-in-error", "revoked", "cancelled", "not-done", "stopped"):
+            return
+        if kind == "ServiceRequest":
+            when = parse_when(r.get("authoredOn")) or parse_when(r.get("occurrenceDateTime"))
+            pending, done = status in ORDER_PENDING, status == "completed"
+        elif kind == "Procedure":
+            when = parse_when(r.get("performedDateTime"))
+            if when is None and isinstance(r.get("performedPeriod"), dict):
+                when = parse_when(r["performedPeriod"].get("start"))
+            pending, done = status in PROC_PENDING, status == "completed"
+        else:
+            when = parse_when(r.get("effectiveDateTime")) or parse_when(r.get("issued"))
+            pending, done = status in ("registered", "partial", "preliminary"), status in RESULT
+        conclusion_codes: set[str] = set()
+        for cc in r.get("conclusionCode") or ():
+            conclusion_codes |= _codes(cc)
+        rec.orders.append(
+            Order(
+                frozenset(concepts),
+                _ref(r),
+                kind,
+                status,
+                when,
+                self.t.label(r.get("code"), kind),
+                pending,
+                done,
+                str(r.get("conclusion") or ""),
+                frozenset(conclusion_codes),
+            )
+        )
+
+    def _medication(self, rec: PatientRecord, m: dict[str, Any]) -> None:
+        status = str(m.get("status", ""))
+        if status not in ("active", "on-hold", "intended"):
+            return
+        cc = m.get("medicationCodeableConcept")
+        if not isinstance(cc, dict):
+            cc = self._contained_medication(m)
+        concepts = self.t.match_drug(cc)
+        if not concepts or self._local_route(m, cc):
+            return
+        since = parse_when(m.get("authoredOn")) or parse_when(m.get("effectiveDateTime"))
+        if since is None and isinstance(m.get("effectivePeriod"), dict):
+            since = parse_when(m["effectivePeriod"].get("start"))
+        rec.meds.append(Medication(frozenset(concepts), _ref(m), label_of(cc, "medication"), since, status))
+
+    @staticmethod
+    def _contained_medication(m: dict[str, Any]) -> dict[str, Any] | None:
+        ref = (m.get("medicationReference") or {}).get("reference")
+        if not isinstance(ref, str) or not ref.startswith("#"):
+            return None
+        for c in m.get("contained") or ():
+            if isinstance(c, dict) and c.get("resourceType") == "Medication" and c.get("id") == ref[1:]:
+                code = c.get("code")
+                return code if isinstance(code, dict) else None
+        return None
+
+    @staticmethod
+    def _local_route(m: dict[str, Any], cc: Any) -> bool:
+        """Eye drops and creams do not cause fasciculations: ignore topical/ophthalmic forms."""
+        text = label_of(cc, "")
+        for d in m.get("dosageInstruction") or m.get("dosage") or ():
+            if isinstance(d, dict):
+                text += " " + label_of(d.get("route"), "")
+        return bool(re.search(r"ophthalmic|topical|cream|ointment|otic|nasal|inhal|eye drop", text, re.I))

@@ -1,0 +1,325 @@
+"""Management once no emergency is present: EMG when indicated (R06) or pending (R08),
+therapy guidance (R11), screening (R12), drug causes (R13), follow-up (R14), PAD check (R17),
+sensory symptoms (R18) and reassurance (R20)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from cds_service.clinical.record import PatientRecord
+from cds_service.clinical.rules.base import EMG, UMN, Basis, Hit, RuleContext, Suggest, fmt_date, rule
+from cds_service.clinical.terminology import terminology
+
+S000 = "000_bc010253c106cbbd.txt"
+S001 = "001_cfc4d0b4b68d0f69.txt"
+S002 = "002_0d1c86e06a6f96ad.txt"
+S003 = "003_3a25f4dd8f7e133a.txt"
+S004 = "004_43916d9a7c4a1785.txt"
+CRITICAL_RULES = ("R01", "R02", "R03")
+PROGRESSION = re.compile(r"progress|spread|worsen", re.I)
+ALS_FEAR = re.compile(r"\bALS\b|motor neuron|lou gehrig", re.I)
+CAUSE_CLASSES = ("diuretics", "corticosteroids_systemic", "estrogens", "penicillins")
+
+
+def _red_flag(ctx: RuleContext) -> bool:
+    return any(r in ctx.fired for r in CRITICAL_RULES)
+
+
+@rule(
+    "R06",
+    "EMG/NCS indicated without red flags",
+    ("patient-view",),
+    "no red flag, no EMG on file or pending, and fasciculation with cramps or neuromyotonia, a note saying it "
+    "is progressive, or anxiety about ALS (anxiety noted as ALS-related, or GAD-7 of 10 or more)",
+    (
+        (
+            S000,
+            "EMG and nerve conduction studies are indicated when: (1) any weakness or atrophy is present, (2) "
+            "fasciculations are progressive or associated with cramps/neuromyotonia, or (3) patient anxiety about "
+            "ALS cannot be adequately addressed without objective testing",
+        ),
+    ),
+    suppressed_when="R01 fired (it orders EMG urgently)",
+)
+def r06_emg_indicated(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
+    if "R01" in ctx.fired or rec.done_orders(*EMG) or rec.pending_order(*EMG):
+        return None
+    reasons = []
+    basis = rec.has("muscle_cramps", "neuromyotonia", "cramp_fasciculation_syndrome")
+    if basis:
+        reasons.append("cramps/neuromyotonia")
+    progressive = [f for f in ctx.triggers if PROGRESSION.search(f.note) or PROGRESSION.search(f.label)]
+    if progressive:
+        reasons.append("progressive course")
+        basis += progressive
+    anxious = [f for f in rec.has("anxiety") if ALS_FEAR.search(f.note) or "hypochondria" in f.label.lower()]
+    gad = ctx.done(rec, "gad7_total")
+    if anxious or (gad is not None and gad.value is not None and gad.value >= 10):
+        reasons.append("persistent ALS-related anxiety")
+        basis += anxious
+    if not reasons:
+        return None
+    hit = Hit("R06", "emg-indicated", "info", [Basis.of(f) for f in basis], [Suggest("emg", "routine", True)])
+    if gad is not None and "persistent ALS-related anxiety" in reasons:
+        hit.basis.append(Basis.of(gad))
+    hit.values["reasons"] = ", ".join(reasons)
+    return hit
+
+
+@rule(
+    "R08",
+    "EMG/NCS pending: shown, not ordered again",
+    ("patient-view",),
+    "an EMG/NCS order is pending and no other card already says so (cards that would order EMG show the pending "
+    "order instead of suggesting a new one)",
+    ((S000, "Do not order routine repeat EMG in stable BFS"),),
+)
+def r08_emg_pending(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
+    pending = rec.pending_order(*EMG)
+    if pending is None or any(h.rule in ("R01", "R06") for h in ctx.fired.values()):
+        return None
+    return Hit(
+        "R08",
+        "emg-pending",
+        "info",
+        [Basis.of(pending)],
+        values={"date": fmt_date(pending.when), "status": pending.status},
+    )
+
+
+@rule(
+    "R11",
+    "Symptomatic therapy guidance",
+    ("patient-view",),
+    "no red flag, fasciculation first recorded at least 28 days ago, and no active gabapentin or carbamazepine",
+    (
+        (
+            S002,
+            "gabapentin is the preferred pharmacologic agent based on documented efficacy in controlling "
+            "fasciculations",
+        ),
+        (S000, "For fasciculations associated with neuromyotonia or cramps, carbamazepine relieves symptoms"),
+        (S002, "Most patients do not require pharmacologic intervention"),
+    ),
+    suppressed_when="R01, R02 or R03 fired, or any warning (an abnormal result or drug cause to address first)",
+)
+def r11_therapy(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
+    if _red_flag(ctx) or any(h.indicator == "warning" for h in ctx.fired.values()):
+        return None
+    if rec.meds_in(("gabapentin", "carbamazepine")):
+        return None
+    dated = [f.when for f in ctx.triggers if f.when is not None]
+    if not dated or min(dated) > ctx.now - timedelta(days=28):
+        return None
+    cramps = bool(rec.has("muscle_cramps", "neuromyotonia", "cramp_fasciculation_syndrome"))
+    hit = Hit(
+        "R11",
+        "therapy-carbamazepine-first" if cramps else "therapy-gabapentin-first",
+        "info",
+        [Basis.of(f) for f in ctx.triggers],
+    )
+    hit.values["since"] = fmt_date(min(dated))
+    return hit
+
+
+@rule(
+    "R12",
+    "Anxiety and depression screening missing",
+    ("patient-view",),
+    "no GAD-7 or no PHQ-9 total score within 180 days (each suggested separately)",
+    (
+        (
+            S000,
+            "Screen for anxiety and depression using GAD-7 and PHQ-9 scores, as 60% of BFS patients have anxiety "
+            "(often severe) and 33% have depression",
+        ),
+        (
+            S002,
+            "Pathologic anxiety is uncommon (only 14% of BFS patients meet criteria for anxiety disorders), so "
+            "routine psychiatric intervention is not necessary",
+        ),
+    ),
+)
+def r12_screening(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
+    hit = Hit("R12", "screening-missing", "info")
+    names = []
+    for concept, code, name in (("gad7_total", "69737-5", "GAD-7"), ("phq9_total", "44249-1", "PHQ-9")):
+        if ctx.done(rec, concept) is None and rec.lab_pending(concept) is None:
+            hit.suggest.append(Suggest(concept, "routine", code=code, label=f"{name} questionnaire"))
+            names.append(name)
+    if not names:
+        return None
+    hit.values["which"] = " and ".join(names)
+    return hit
+
+
+@rule(
+    "R13",
+    "Possible medication-induced fasciculations",
+    ("patient-view",),
+    "an active diuretic, systemic corticosteroid, estrogen or penicillin; warning instead of info when R05g found "
+    "low electrolytes",
+    (
+        (S004, "Drug side effect (such as diuretics, corticosteroids and estrogens)"),
+        (
+            S003,
+            "Iatrogenic fasciculations have been described with the use of penicillin and overdose of "
+            "anticholinergics",
+        ),
+        (
+            S002,
+            "Consider corticosteroid use as a potential trigger, particularly with high-dose therapy or rapid "
+            "tapering",
+        ),
+    ),
+)
+def r13_drug_causes(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
+    t = terminology()
+    members = [m for g in CAUSE_CLASSES for m in t.drug_classes.get(g, [])]
+    meds = rec.meds_in(members)
+    if not meds:
+        return None
+    indicator = "warning" if "R05g" in ctx.fired else "info"
+    hit = Hit("R13", "drug-causes", indicator, [Basis.of(m) for m in meds])
+    hit.values["drugs"] = ", ".join(sorted({m.label for m in meds}))
+    return hit
+
+
+@rule(
+    "R14",
+    "Follow-up scheduling",
+    ("patient-view",),
+    "no red flag, a first-tier lab ordered or resulted within 30 days, and no follow-up booked or requested",
+    (
+        (S000, "Reassess at 2-4 weeks to review laboratory results and provide additional reassurance"),
+        (S000, "Schedule follow-up at 6 months to confirm stability"),
+    ),
+    suppressed_when="R01, R02 or R03 fired",
+)
+def r14_follow_up(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
+    if _red_flag(ctx) or rec.future_visits:
+        return None
+    first_tier = (
+        "hba1c",
+        "fasting_glucose",
+        "cbc",
+        "cmp",
+        "vitamin_b12",
+        "tsh",
+        "spep",
+        "magnesium_serum",
+        "ck",
+    )
+    recent = [
+        r
+        for c in first_tier
+        for r in rec.labs.get(c, ())
+        if r.when and r.when >= ctx.now - timedelta(days=30)
+    ]
+    recent_orders = [
+        o
+        for o in rec.orders
+        if o.concepts & set(first_tier) and o.when and o.when >= ctx.now - timedelta(days=30)
+    ]
+    if not recent and not recent_orders:
+        return None
+    hit = Hit("R14", "follow-up", "info", [Basis.of(x) for x in (recent[:3] or recent_orders[:3])])
+    hit.suggest.append(
+        Suggest(
+            "follow_up_visit", "routine", True, text_only="Follow-up visit in 2-4 weeks to review results"
+        )
+    )
+    dated = [f.when for f in ctx.triggers if f.when is not None]
+    if dated and min(dated) <= ctx.now - timedelta(weeks=4):
+        hit.suggest.append(
+            Suggest("follow_up_visit", "routine", text_only="Review at 6 months to confirm stability")
+        )
+    return hit
+
+
+@rule(
+    "R17",
+    "PAD check in older patients with vascular risk",
+    ("patient-view",),
+    "age 50 or more, an atherosclerotic risk factor (hypertension, hyperlipidaemia, smoking, coronary disease, "
+    "CKD or diabetes), leg symptoms (weakness, numbness, cramps), no known PAD and no ABI within 730 days",
+    (
+        (
+            S001,
+            "Leg weakness, numbness, or fatigue during walking without pain can indicate PAD, particularly in "
+            "patients aged ≥50 years with atherosclerosis risk factors",
+        ),
+        (
+            S001,
+            "Ankle-brachial index testing if PAD is suspected based on vascular risk factors and examination "
+            "findings",
+        ),
+    ),
+)
+def r17_pad_check(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
+    if rec.age is None or rec.age < 50 or rec.has("peripheral_artery_disease"):
+        return None
+    risk = rec.has("pad_risk_factors", "diabetes")
+    legs = rec.has("muscle_weakness", "numbness_paresthesia", "muscle_cramps")
+    if not risk or not legs:
+        return None
+    if ctx.done(rec, "abi_result") is not None or rec.pending_order("abi_test", "abi_result"):
+        return None
+    hit = Hit(
+        "R17",
+        "pad-check",
+        "info",
+        [Basis.of(f) for f in risk[:3] + legs[:3]],
+        [Suggest("abi_test", "routine", True)],
+    )
+    hit.values["age"] = str(rec.age)
+    return hit
+
+
+@rule(
+    "R18",
+    "Sensory symptoms: consider peripheral neuropathy",
+    ("patient-view",),
+    "numbness/paresthesia or a peripheral neuropathy diagnosis with fasciculation",
+    (
+        (
+            S000,
+            "Peripheral neuropathy causes sensory symptoms (numbness, tingling, burning) in a stocking-glove "
+            "distribution with reduced ankle reflexes, not isolated fasciculations",
+        ),
+    ),
+)
+def r18_sensory(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
+    sensory = rec.has("numbness_paresthesia", "peripheral_neuropathy")
+    if not sensory:
+        return None
+    hit = Hit("R18", "sensory-neuropathy", "info", [Basis.of(f) for f in sensory])
+    if not rec.done_orders(*EMG) and not rec.pending_order(*EMG):
+        hit.suggest.append(Suggest("emg", "routine", True))
+    return hit
+
+
+@rule(
+    "R20",
+    "Reassurance and education",
+    ("patient-view",),
+    "no red flag, no abnormal result card, no UMN or sensory finding, and the first-tier work-up complete",
+    (
+        (
+            S000,
+            "98.3% of BFS patients had persistent fasciculations but zero developed motor neuron dysfunction",
+        ),
+        (S002, "Fasciculations persist in 93-98% of patients over time"),
+        (S004, "There is usually no treatment necessary"),
+    ),
+    suppressed_when="any critical or warning card; lab gaps (R04); an abnormal result (R05); EMG indicated, "
+    "pending or myositis screen (R06-R08); PAD suspected (R17); sensory symptoms (R18)",
+)
+def r20_reassurance(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
+    if any(h.indicator != "info" for h in ctx.fired.values()):
+        return None
+    blocking = ("R04", "R05b", "R05d", "R05e", "R05f", "R05i", "R06", "R07", "R08", "R17", "R18")
+    if any(r in ctx.fired for r in blocking) or rec.has(*UMN):
+        return None
+    return Hit("R20", "reassurance", "info", [Basis.of(f) for f in ctx.triggers])

@@ -1,0 +1,217 @@
+"""Critical pathways: motor red flags (R01), sudden onset with new deficit (R02), facial myokymia
+(R02b) and the Guillain-Barre pattern (R03). These come first: when one fires, reassurance and
+routine-therapy cards are suppressed (see engine)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from cds_service.clinical.record import PatientRecord
+from cds_service.clinical.rules.base import (
+    BULBAR,
+    EMG,
+    UMN,
+    Basis,
+    Hit,
+    RuleContext,
+    Suggest,
+    fmt_date,
+    objective,
+    rule,
+)
+
+S000 = "000_bc010253c106cbbd.txt"
+S001 = "001_cfc4d0b4b68d0f69.txt"
+S003 = "003_3a25f4dd8f7e133a.txt"
+S004 = "004_43916d9a7c4a1785.txt"
+NEW_DAYS = 7
+GBS_DAYS = 28
+
+
+def emg_suggestion_or_note(rec: PatientRecord, hit: Hit, priority: str) -> None:
+    """R08 inside any card that would order EMG: a pending EMG is shown, not ordered again."""
+    pending = rec.pending_order(*EMG)
+    if pending is not None:
+        hit.lines.append(
+            f"EMG/NCS already ordered {fmt_date(pending.when)} (status {pending.status}); not suggested again."
+        )
+        hit.basis.append(Basis.of(pending))
+    else:
+        hit.suggest.append(Suggest("emg", priority, recommended=True))
+
+
+def neurology_suggestion_or_note(rec: PatientRecord, hit: Hit, priority: str) -> None:
+    pending = rec.pending_order("neurology_referral")
+    if pending is not None:
+        hit.lines.append(
+            f"Neurology referral already requested {fmt_date(pending.when)} (status {pending.status})."
+        )
+        hit.basis.append(Basis.of(pending))
+    else:
+        hit.suggest.append(Suggest("neurology_referral", priority))
+
+
+@rule(
+    "R01",
+    "Red flag: weakness, atrophy, pathological reflexes or bulbar signs",
+    ("patient-view", "order-select", "order-sign"),
+    "fasciculation with objective weakness, muscle atrophy, an upper-motor-neuron sign (hyperreflexia, "
+    "Babinski, clonus, spasticity, Hoffmann) or a bulbar sign (dysphagia, dysarthria); patient-reported "
+    "weakness alone gives a warning asking for an objective strength exam",
+    (
+        (
+            S000,
+            "Any accompanying motor weakness, muscle atrophy, or pathological reflexes (hyperreflexia, Babinski "
+            "sign) mandate immediate EMG/nerve conduction studies to exclude amyotrophic lateral sclerosis (ALS) "
+            "or other motor neuron diseases",
+        ),
+        (
+            S000,
+            "Repeat EMG is only indicated if new symptoms develop (weakness, atrophy, dysphagia, dysarthria) "
+            "that suggest progression to motor neuron disease",
+        ),
+        (S004, "Wasting of muscle"),
+    ),
+    suppressed_when="an active ALS or motor neuron disease diagnosis (work-up already done)",
+)
+def r01_red_flags(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
+    if rec.has("als", "motor_neuron_disease"):
+        return None
+    weakness = rec.has("muscle_weakness")
+    signs = rec.has("muscle_atrophy", *UMN, *BULBAR) + objective(weakness)
+    if not signs:
+        if not weakness:
+            return None
+        hit = Hit("R01", "red-flag-reported-weakness", "warning", [Basis.of(f) for f in weakness])
+        return hit
+    hit = Hit("R01", "red-flag-motor", "critical", [Basis.of(f) for f in signs])
+    hit.values["findings"] = _finding_words({f.concept for f in signs})
+    emg_suggestion_or_note(rec, hit, "urgent")
+    neurology_suggestion_or_note(rec, hit, "urgent")
+    if ctx.done(rec, "ck") is None and rec.lab_pending("ck") is None:
+        hit.suggest.append(Suggest("ck", "urgent"))
+    return hit
+
+
+def _finding_words(concepts: set[str]) -> str:
+    words = []
+    if "muscle_weakness" in concepts:
+        words.append("weakness")
+    if "muscle_atrophy" in concepts:
+        words.append("atrophy")
+    if concepts & set(UMN):
+        words.append("UMN signs")
+    if concepts & set(BULBAR):
+        words.append("bulbar signs")
+    return "/".join(words)
+
+
+@rule(
+    "R02",
+    "Sudden onset with a new neurological deficit",
+    ("patient-view", "order-select"),
+    f"fasciculation first recorded within {NEW_DAYS} days together with a new deficit in the same window "
+    "(acute stroke code, weakness, dysarthria or numbness), or an acute stroke in a patient with fasciculation; "
+    "a historical stroke (I69.-, Z86.73) never counts",
+    (
+        (
+            S000,
+            "Sudden onset fasciculations with new neurological deficits require emergent CT or MRI to exclude "
+            "acute stroke involving the basal ganglia, thalamus, or motor cortex",
+        ),
+    ),
+)
+def r02_sudden_onset(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
+    new_trigger = [
+        f for f in ctx.triggers if f.when is not None and f.when >= ctx.now - timedelta(days=NEW_DAYS)
+    ]
+    stroke = [f for f in rec.has("stroke", within_days=NEW_DAYS) if f.concept != "stroke_history"]
+    deficits = rec.has("muscle_weakness", "dysarthria", "numbness_paresthesia", within_days=NEW_DAYS)
+    if not stroke and not (new_trigger and deficits):
+        return None
+    hit = Hit(
+        "R02", "sudden-onset-deficit", "critical", [Basis.of(f) for f in new_trigger + stroke + deficits]
+    )
+    recent_imaging = [
+        o
+        for o in rec.orders
+        if o.concepts & {"ct_head", "mri_brain"}
+        and (o.pending or (o.when and o.when >= ctx.now - timedelta(hours=48)))
+    ]
+    if recent_imaging:
+        for o in recent_imaging:
+            hit.lines.append(f"Brain imaging already {o.status}: {o.label} ({fmt_date(o.when)}).")
+            hit.basis.append(Basis.of(o))
+    else:
+        hit.suggest += [Suggest("ct_head", "stat", recommended=True), Suggest("mri_brain", "stat")]
+    return hit
+
+
+@rule(
+    "R02b",
+    "Facial myokymia",
+    ("patient-view",),
+    "facial myokymia (ICD-10-CM G51.4, or myokymia described as facial)",
+    (
+        (
+            S003,
+            "Facial myokymia has great diagnostic value, as it always indicates an organic lesion of the "
+            "brainstem",
+        ),
+    ),
+    needs_trigger=False,
+)
+def r02b_facial_myokymia(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
+    facial = [
+        f for f in rec.has("myokymia") if "facial" in f.label.lower() or f.label.upper().startswith("G51.4")
+    ]
+    if not facial:
+        return None
+    hit = Hit("R02b", "facial-myokymia", "warning", [Basis.of(f) for f in facial])
+    pending = [o for o in rec.orders if "mri_brain" in o.concepts and (o.pending or o.done)]
+    if pending:
+        hit.lines.append(
+            f"MRI brain on file: {pending[0].label} ({pending[0].status}, {fmt_date(pending[0].when)})."
+        )
+    else:
+        hit.suggest.append(Suggest("mri_brain", "routine", recommended=True))
+    neurology_suggestion_or_note(rec, hit, "routine")
+    return hit
+
+
+@rule(
+    "R03",
+    "Weakness with areflexia: Guillain-Barre pattern",
+    ("patient-view", "order-select"),
+    f"an active Guillain-Barre diagnosis recorded within {GBS_DAYS} days (even without fasciculation), or "
+    f"fasciculation with weakness and areflexia/hyporeflexia both recorded within {GBS_DAYS} days",
+    (
+        (
+            S000,
+            "Progressive ascending weakness with areflexia suggests Guillain-Barré syndrome and requires "
+            "hospital admission with respiratory monitoring",
+        ),
+        (
+            S001,
+            "If progressive neuromuscular disease is suspected, obtain serum antiganglioside antibodies (for "
+            "Guillain-Barré syndrome variants) and consider lumbar puncture for CSF analysis",
+        ),
+    ),
+    needs_trigger=False,
+)
+def r03_gbs(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
+    gbs = rec.has("guillain_barre", within_days=GBS_DAYS)
+    pattern = []
+    if ctx.triggers:
+        weak = rec.has("muscle_weakness", within_days=GBS_DAYS)
+        reflex = rec.has("areflexia", "hyporeflexia", within_days=GBS_DAYS)
+        if weak and reflex:
+            pattern = weak + reflex
+    if not gbs and not pattern:
+        return None
+    hit = Hit("R03", "gbs-pattern", "critical", [Basis.of(f) for f in gbs + pattern])
+    hit.suggest.append(Suggest("hospital_admission", "stat", recommended=True))
+    neurology_suggestion_or_note(rec, hit, "stat")
+    if not rec.done_orders("lumbar_puncture") and rec.pending_order("lumbar_puncture") is None:
+        hit.suggest.append(Suggest("lumbar_puncture", "urgent"))
+    return hit

@@ -1,0 +1,142 @@
+"""Rebuild cds_service/clinical/data/terminology.json from the team's clinical code catalogue.
+
+Why a script: the catalogue (shared/clinical/codes.json) is the reviewed source of truth with
+confidence and provenance per code; the service needs a compact, matching-oriented form of it.
+Running this after the catalogue changes keeps the two in step, and the diff of the generated file
+is what a clinical reviewer checks. Codes marked UNVERIFIED are dropped here (they can never match
+or be emitted); low-confidence codes are kept for matching only (the loader refuses to emit them).
+
+Usage: python scripts/build_terminology.py [path/to/codes.json]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SRC = ROOT.parent / "shared" / "clinical" / "codes.json"
+OUT = ROOT / "cds_service" / "clinical" / "data" / "terminology.json"
+
+# Matching by text, where the catalogue says codes alone are not enough (our own patterns, all
+# case-insensitive regular expressions matched against CodeableConcept.text / Coding.display).
+TEXT_PATTERNS: dict[str, list[str]] = {
+    "benign_fasciculation_syndrome": [r"\bbenign fasciculation"],
+    "cramp_fasciculation_syndrome": [r"cramp[- ]fasciculation"],
+    "neuromyotonia": [r"neuromyotonia", r"\bisaacs"],
+    "babinski_sign": [r"babinski", r"extensor plantar", r"upgoing toe"],
+    "hoffmann_sign": [r"hoffmann?'?s? (sign|reflex)"],
+    "emg": [r"\bemg\b", r"electromyog"],
+    "ncs": [r"nerve conduction", r"\bncs\b", r"\bncv\b"],
+    "abi_result": [r"\babi\b", r"ankle[- ]brachial"],
+    "abi_test": [r"\babi\b", r"ankle[- ]brachial"],
+    "mri_lumbar_spine": [r"\bmri?\b.*\blumbar", r"magnetic resonance.*lumbar"],
+    "mri_brain": [r"\bmri?\b.*\b(brain|head)\b", r"magnetic resonance.*brain"],
+    "ct_head": [r"\bct\b.*\b(head|brain)\b", r"computed tomography.*(head|brain)"],
+    "neurology_referral": [r"referral to neurolog", r"neurology (referral|consult)"],
+    "cyclobenzaprine": [r"\bcyclobenzaprine\b", r"\bflexeril\b", r"\bamrix\b"],
+    "compression_stockings": [
+        r"compression (stocking|hose|sock)",
+        r"graduated compression",
+        r"\bted hose\b",
+    ],
+}
+
+# Codes the catalogue lists under a concept only as an approximation (cramp-fasciculation syndrome
+# has no code of its own; R25.3 alone is plain fasciculation and R25.2 plain cramps, which the
+# fasciculation and muscle_cramps concepts already carry). Matching them here would make every
+# fasciculation a cramp-fasciculation syndrome, so these concepts match by text only.
+TEXT_ONLY = {"cramp_fasciculation_syndrome"}
+
+# Concepts the rules need that the catalogue does not list as such (matching only, never emitted).
+EXTRA_CONCEPTS: dict[str, dict[str, Any]] = {
+    "stroke_history": {
+        "label": "History of stroke / sequelae (must not fire the emergent stroke rule)",
+        "codings": [],
+        "icd10cm_prefixes": ["I69", "Z86.73"],
+        "source": "ICD-10-CM tabular: I69 Sequelae of cerebrovascular disease; Z86.73 Personal history of TIA and cerebral infarction",
+    },
+    "compression_stockings": {
+        "label": "Compression stockings (no verified code; text match only)",
+        "codings": [],
+        "icd10cm_prefixes": [],
+        "source": "seed 002; knowledge.md R16",
+    },
+    "acute_msk_spasm": {
+        "label": "Acute painful musculoskeletal condition with spasm (cyclobenzaprine indication)",
+        "codings": [],
+        "icd10cm_prefixes": ["M62.83", "S39.01", "S16.1", "S13.4", "S33.5"],
+        "source": "ICD-10-CM tabular: M62.83- Muscle spasm; S39.01-/S16.1-/S13.4-/S33.5- strain and sprain codes",
+    },
+}
+
+
+def _coding(entry: dict[str, Any]) -> dict[str, str] | None:
+    code = str(entry.get("code", ""))
+    if not code or code.upper().startswith("UNVERIFIED") or entry.get("system") == "urn:composite":
+        return None
+    return {
+        "system": entry["system"],
+        "code": code,
+        "display": entry.get("display", ""),
+        "confidence": entry.get("confidence", "low"),
+    }
+
+
+def build(src: Path) -> dict[str, Any]:
+    catalogue = json.loads(src.read_text())
+    concepts: dict[str, Any] = {}
+    for cid, raw in catalogue["concepts"].items():
+        if cid.startswith("_") or not isinstance(raw, dict):
+            continue
+        codings = [c for c in (_coding(raw), *(_coding(a) for a in raw.get("also", []))) if c]
+        if cid in TEXT_ONLY:
+            codings = []
+        match = raw.get("match") or {}
+        entry: dict[str, Any] = {
+            "label": raw.get("label", cid),
+            "category": raw.get("category", ""),
+            "codings": codings,
+            "icd10cm_prefixes": [] if cid in TEXT_ONLY else list(match.get("icd10cm_prefix", [])),
+        }
+        if cid == "upper_motor_neuron_signs":
+            entry["members"] = raw["code"].split(",")
+        if cid in TEXT_PATTERNS:
+            entry["text"] = TEXT_PATTERNS[cid]
+        concepts[cid] = entry
+    for cid, extra in EXTRA_CONCEPTS.items():
+        concepts[cid] = dict(extra, category="extra")
+        if cid in TEXT_PATTERNS:
+            concepts[cid]["text"] = TEXT_PATTERNS[cid]
+    groups = catalogue["concepts"]["_drug_class_groups"]["groups"]
+    products: dict[str, str] = {}
+    for cid, items in catalogue["rxnorm_products_partial"]["by_concept"].items():
+        for item in items:
+            products[str(item["code"])] = cid
+    return {
+        "about": (
+            "Generated by scripts/build_terminology.py from the clinical code catalogue "
+            "(shared/clinical/codes.json). Edit the catalogue or the script, not this file."
+        ),
+        "concepts": concepts,
+        "drug_classes": groups,
+        "rxnorm_products": dict(sorted(products.items())),
+        "thresholds": catalogue["thresholds"],
+    }
+
+
+def main() -> int:
+    src = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_SRC
+    data = build(src)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    print(
+        f"wrote {OUT.relative_to(ROOT)}: {len(data['concepts'])} concepts, {len(data['rxnorm_products'])} products"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,571 @@
+"""Write the synthetic patients in fixtures/patients/ as FHIR R4 transaction Bundles.
+
+Why a generator: each patient is a few lines here (what is clinically relevant about it), while the
+committed Bundle is the full, valid FHIR the tests, the simulator and the FHIR server load. Dates are
+written relative to the anchor 2026-01-01 (Bundle.timestamp); cds_service.fixtures shifts them to
+"now" at load time. Expected cards per patient live in fixtures/expected.yaml (hand-written).
+
+Usage: python scripts/make_fixtures.py   (rewrites fixtures/patients/*.json)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "fixtures" / "patients"
+ANCHOR = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+BG_EXT = "https://cds-fasciculation.example/fhir/StructureDefinition/background-history"
+SCT, ICD, LNC = "http://snomed.info/sct", "http://hl7.org/fhir/sid/icd-10-cm", "http://loinc.org"
+CPT, RX = "http://www.ama-assn.org/go/cpt", "http://www.nlm.nih.gov/research/umls/rxnorm"
+CLIN = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+VER = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+INTERP = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+UCUM = "http://unitsofmeasure.org"
+
+Res = dict[str, Any]
+
+
+def ago(days: float) -> str:
+    return (ANCHOR - timedelta(days=days)).isoformat(timespec="seconds")
+
+
+def cc(system: str, code: str, display: str | None = None, text: str | None = None) -> Res:
+    coding: Res = {"system": system, "code": code}
+    if display:
+        coding["display"] = display
+    out: Res = {"coding": [coding]}
+    if text:
+        out["text"] = text
+    return out
+
+
+class P:
+    """Builder for one synthetic patient."""
+
+    def __init__(self, name: str, age: int = 45, sex: str = "female", background: str | None = None) -> None:
+        self.name = name
+        self.pid = f"fx-{name}"
+        self.n = 0
+        self.background = background
+        birth = (ANCHOR - timedelta(days=int(age * 365.25) + 40)).date().isoformat()
+        self.res: list[Res] = [
+            {
+                "resourceType": "Patient",
+                "id": self.pid,
+                "name": [{"family": "Synthetic", "given": [name.replace("-", " ").title()]}],
+                "gender": sex,
+                "birthDate": birth,
+            }
+        ]
+
+    def _id(self, prefix: str) -> str:
+        self.n += 1
+        return f"{self.pid}-{prefix}{self.n}"
+
+    def subject(self) -> Res:
+        return {"reference": f"Patient/{self.pid}"}
+
+    def condition(
+        self,
+        system: str,
+        code: str,
+        display: str,
+        days: float = 30,
+        status: str = "active",
+        verification: str = "confirmed",
+        text: str | None = None,
+        asserter: str | None = None,
+        note: str | None = None,
+    ) -> P:
+        r: Res = {
+            "resourceType": "Condition",
+            "id": self._id("c"),
+            "clinicalStatus": cc(CLIN, status),
+            "verificationStatus": cc(VER, verification),
+            "code": cc(system, code, display, text),
+            "subject": self.subject(),
+            "onsetDateTime": ago(days),
+            "recordedDate": ago(days),
+        }
+        if asserter:
+            r["asserter"] = {"reference": asserter}
+        if note:
+            r["note"] = [{"text": note}]
+        self.res.append(r)
+        return self
+
+    def fasciculation(self, days: float = 60, **kw: Any) -> P:
+        return self.condition(ICD, "R25.3", "Fasciculation", days, **kw)
+
+    def lab(
+        self,
+        code: str,
+        display: str,
+        value: float | None,
+        unit: str,
+        days: float = 10,
+        interp: str | None = None,
+        low: float | None = None,
+        high: float | None = None,
+        status: str = "final",
+    ) -> P:
+        r: Res = {
+            "resourceType": "Observation",
+            "id": self._id("o"),
+            "status": status,
+            "category": [cc("http://terminology.hl7.org/CodeSystem/observation-category", "laboratory")],
+            "code": cc(LNC, code, display),
+            "subject": self.subject(),
+            "effectiveDateTime": ago(days),
+        }
+        if value is not None:
+            r["valueQuantity"] = {"value": value, "unit": unit, "system": UCUM, "code": unit}
+        if interp:
+            r["interpretation"] = [cc(INTERP, interp)]
+        if low is not None or high is not None:
+            rng: Res = {}
+            if low is not None:
+                rng["low"] = {"value": low, "unit": unit, "system": UCUM, "code": unit}
+            if high is not None:
+                rng["high"] = {"value": high, "unit": unit, "system": UCUM, "code": unit}
+            r["referenceRange"] = [rng]
+        self.res.append(r)
+        return self
+
+    def finding(self, code: str, display: str, days: float = 5, present: bool | None = None) -> P:
+        r: Res = {
+            "resourceType": "Observation",
+            "id": self._id("o"),
+            "status": "final",
+            "category": [cc("http://terminology.hl7.org/CodeSystem/observation-category", "exam")],
+            "code": cc(SCT, code, display),
+            "subject": self.subject(),
+            "effectiveDateTime": ago(days),
+        }
+        if present is not None:
+            r["valueBoolean"] = present
+        self.res.append(r)
+        return self
+
+    def order(self, system: str, code: str, display: str, status: str = "active", days: float = 5) -> P:
+        self.res.append(
+            {
+                "resourceType": "ServiceRequest",
+                "id": self._id("sr"),
+                "status": status,
+                "intent": "order",
+                "code": cc(system, code, display),
+                "subject": self.subject(),
+                "authoredOn": ago(days),
+            }
+        )
+        return self
+
+    def procedure(self, system: str, code: str, display: str, days: float, status: str = "completed") -> P:
+        self.res.append(
+            {
+                "resourceType": "Procedure",
+                "id": self._id("pr"),
+                "status": status,
+                "code": cc(system, code, display),
+                "subject": self.subject(),
+                "performedDateTime": ago(days),
+            }
+        )
+        return self
+
+    def report(self, system: str, code: str, display: str, days: float, conclusion: str, normal: bool) -> P:
+        r: Res = {
+            "resourceType": "DiagnosticReport",
+            "id": self._id("dr"),
+            "status": "final",
+            "code": cc(system, code, display),
+            "subject": self.subject(),
+            "effectiveDateTime": ago(days),
+            "conclusion": conclusion,
+        }
+        if normal:
+            r["conclusionCode"] = [cc(SCT, "17621005", "Normal")]
+        self.res.append(r)
+        return self
+
+    def med(self, rxcui: str, display: str, days: float = 30, status: str = "active") -> P:
+        self.res.append(
+            {
+                "resourceType": "MedicationRequest",
+                "id": self._id("mr"),
+                "status": status,
+                "intent": "order",
+                "medicationCodeableConcept": cc(RX, rxcui, display),
+                "subject": self.subject(),
+                "authoredOn": ago(days),
+            }
+        )
+        return self
+
+    def full_workup(self, days: float = 20) -> P:
+        """Every first-tier test resulted and normal, screening negative."""
+        return (
+            self.lab("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", 5.4, "%", days)
+            .lab("58410-2", "CBC panel - Blood by Automated count", None, "", days)
+            .lab("718-7", "Hemoglobin [Mass/volume] in Blood", 13.9, "g/dL", days)
+            .lab("24323-8", "Comprehensive metabolic 2000 panel - Serum or Plasma", None, "", days)
+            .lab(
+                "2823-3",
+                "Potassium [Moles/volume] in Serum or Plasma",
+                4.2,
+                "mmol/L",
+                days,
+                low=3.5,
+                high=5.1,
+            )
+            .lab("2132-9", "Cobalamin (Vitamin B12) [Mass/volume] in Serum or Plasma", 480, "pg/mL", days)
+            .lab(
+                "3016-3",
+                "Thyrotropin [Units/volume] in Serum or Plasma",
+                1.8,
+                "m[IU]/L",
+                days,
+                low=0.4,
+                high=4.5,
+            )
+            .lab("24351-9", "Protein electrophoresis panel - Serum or Plasma", None, "", days)
+            .lab(
+                "19123-9", "Magnesium [Mass/volume] in Serum or Plasma", 2.0, "mg/dL", days, low=1.7, high=2.4
+            )
+            .lab("70274-6", "Generalized anxiety disorder 7 item (GAD-7) total score", 4, "{score}", days)
+            .lab("44261-6", "Patient Health Questionnaire 9 item (PHQ-9) total score", 3, "{score}", days)
+        )
+
+    def bundle(self) -> Res:
+        b: Res = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "timestamp": ANCHOR.isoformat(timespec="seconds"),
+            "entry": [
+                {
+                    "fullUrl": f"urn:uuid:{_uuid(self.pid, r['id'])}",
+                    "resource": r,
+                    "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"},
+                }
+                for r in self.res
+            ],
+        }
+        if self.background:
+            b["meta"] = {"extension": [{"url": BG_EXT, "valueString": self.background}]}
+        return b
+
+
+def _uuid(*parts: str) -> str:
+    import uuid
+
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "/".join(parts)))
+
+
+EMG_CPT = (CPT, "95886", "Needle EMG, each extremity, with related paraspinal areas, complete")
+WEAK = (ICD, "M62.81", "Muscle weakness (generalized)")
+
+
+def patients() -> list[P]:
+    out: list[P] = []
+
+    def add(p: P, build: Callable[[P], object]) -> None:
+        build(p)
+        out.append(p)
+
+    add(P("no-trigger", 52), lambda p: p.condition(ICD, "I10", "Essential (primary) hypertension", 400))
+    add(P("r01-weakness", 58, "male"), lambda p: p.fasciculation(40).condition(*WEAK, days=5))
+    add(
+        P("r01-pending-emg", 61, "male"),
+        lambda p: p.fasciculation(40).condition(*WEAK, days=5).order(*EMG_CPT),
+    )
+    add(
+        P("r01-als-known", 66, "male"),
+        lambda p: (
+            p.fasciculation(400)
+            .condition(*WEAK, days=300)
+            .condition(ICD, "G12.21", "Amyotrophic lateral sclerosis", 200)
+        ),
+    )
+    add(
+        P("r01-subjective", 34),
+        lambda p: p.fasciculation(20).condition(
+            ICD, "R53.1", "Weakness", 10, asserter="Patient/fx-r01-subjective"
+        ),
+    )
+    add(
+        P("neg-absent-reflex", 40),
+        lambda p: p.fasciculation(20).finding("86854008", "Hyperreflexia", 3, False),
+    )
+    add(
+        P("r01-umn-atrophy", 55, "male"),
+        lambda p: (
+            p.fasciculation(30)
+            .finding("86854008", "Hyperreflexia", 3)
+            .condition(SCT, "88092000", "Muscle atrophy", 10)
+        ),
+    )
+    add(
+        P("r02-sudden", 70, "male"),
+        lambda p: p.fasciculation(1).condition(ICD, "I63.9", "Cerebral infarction, unspecified", 1),
+    )
+    add(
+        P("neg-old-stroke", 72),
+        lambda p: p.fasciculation(50).condition(
+            ICD, "Z86.73", "Personal history of transient ischemic attack (TIA), and cerebral infarction", 900
+        ),
+    )
+    add(P("r02b-facial", 38), lambda p: p.condition(ICD, "G51.4", "Facial myokymia", 14))
+    add(
+        P("r03-pattern", 44, "male"),
+        lambda p: p.fasciculation(20).condition(*WEAK, days=10).finding("37280007", "Areflexia", 1),
+    )
+    add(P("r03-gbs", 29, "male"), lambda p: p.condition(ICD, "G61.0", "Guillain-Barre syndrome", 5))
+    add(P("neg-gbs-old", 50), lambda p: p.condition(ICD, "G61.0", "Guillain-Barre syndrome", 60))
+    add(
+        P("r04-gaps", 47),
+        lambda p: p.fasciculation(30).lab(
+            "3016-3", "Thyrotropin [Units/volume] in Serum or Plasma", 2.0, "m[IU]/L", 400
+        ),
+    )
+    add(
+        P("r04-cmp-components", 47),
+        lambda p: (
+            p.fasciculation(30)
+            .lab("2951-2", "Sodium [Moles/volume] in Serum or Plasma", 140, "mmol/L", 30)
+            .lab(
+                "2823-3", "Potassium [Moles/volume] in Serum or Plasma", 4.1, "mmol/L", 30, low=3.5, high=5.1
+            )
+            .lab("2160-0", "Creatinine [Mass/volume] in Serum or Plasma", 0.9, "mg/dL", 30)
+            .lab("2345-7", "Glucose [Mass/volume] in Serum or Plasma", 95, "mg/dL", 30)
+        ),
+    )
+    add(
+        P("r04-pending-cbc", 47),
+        lambda p: p.fasciculation(30).order(LNC, "58410-2", "CBC panel - Blood by Automated count"),
+    )
+    add(
+        P("neg-labs-stale-or-void", 47),
+        lambda p: (
+            p.fasciculation(30)
+            .lab("2132-9", "Cobalamin (Vitamin B12) [Mass/volume] in Serum or Plasma", 480, "pg/mL", 500)
+            .lab(
+                "3016-3",
+                "Thyrotropin [Units/volume] in Serum or Plasma",
+                2.0,
+                "m[IU]/L",
+                10,
+                status="entered-in-error",
+            )
+            .lab(
+                "24351-9",
+                "Protein electrophoresis panel - Serum or Plasma",
+                None,
+                "",
+                3,
+                status="preliminary",
+            )
+        ),
+    )
+    add(
+        P("r05a-ck", 33, "male"),
+        lambda p: (
+            p.fasciculation(30)
+            .full_workup()
+            .lab(
+                "2157-6",
+                "Creatine kinase [Enzymatic activity/volume] in Serum or Plasma",
+                1500,
+                "U/L",
+                5,
+                "H",
+                high=200,
+            )
+        ),
+    )
+    add(
+        P("r05a-ck-weak", 50, "male"),
+        lambda p: (
+            p.fasciculation(30)
+            .condition(*WEAK, days=5)
+            .lab(
+                "2157-6",
+                "Creatine kinase [Enzymatic activity/volume] in Serum or Plasma",
+                1500,
+                "U/L",
+                5,
+                "H",
+                high=200,
+            )
+        ),
+    )
+    add(
+        P("r05b-ck-moderate", 36),
+        lambda p: (
+            p.fasciculation(30)
+            .full_workup()
+            .lab(
+                "2157-6",
+                "Creatine kinase [Enzymatic activity/volume] in Serum or Plasma",
+                450,
+                "U/L",
+                5,
+                "H",
+                high=200,
+            )
+        ),
+    )
+    add(
+        P("r05c-tsh", 41),
+        lambda p: p.fasciculation(30).lab(
+            "3016-3", "Thyrotropin [Units/volume] in Serum or Plasma", 0.05, "m[IU]/L", 7, "L", 0.4, 4.5
+        ),
+    )
+    add(
+        P("r05d-b12-low", 68),
+        lambda p: p.fasciculation(30).lab(
+            "2132-9", "Cobalamin (Vitamin B12) [Mass/volume] in Serum or Plasma", 150, "pg/mL", 12, "L"
+        ),
+    )
+    add(
+        P("r05d-b12-borderline-si", 63),
+        lambda p: p.fasciculation(30).lab(
+            "14685-2", "Cobalamin (Vitamin B12) [Moles/volume] in Serum or Plasma", 180, "pmol/L", 12
+        ),
+    )
+    add(
+        P("r05e-a1c", 57),
+        lambda p: p.fasciculation(30).lab(
+            "4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", 7.4, "%", 20, "H"
+        ),
+    )
+    add(
+        P("r05f-ferritin-rls", 49),
+        lambda p: (
+            p.fasciculation(30)
+            .condition(ICD, "G25.81", "Restless legs syndrome", 30, verification="differential")
+            .lab("2276-4", "Ferritin [Mass/volume] in Serum or Plasma", 30, "ng/mL", 10)
+        ),
+    )
+    add(
+        P("neg-ferritin-no-rls", 49),
+        lambda p: p.fasciculation(30).lab(
+            "2276-4", "Ferritin [Mass/volume] in Serum or Plasma", 30, "ng/mL", 10
+        ),
+    )
+    add(
+        P("r05g-k-diuretic", 71),
+        lambda p: (
+            p.fasciculation(30)
+            .lab("2823-3", "Potassium [Moles/volume] in Serum or Plasma", 3.0, "mmol/L", 4, "L", 3.5, 5.1)
+            .med("310429", "furosemide 20 MG Oral Tablet", 60)
+        ),
+    )
+    add(
+        P("r05h-spep", 74, "male"),
+        lambda p: p.fasciculation(30).lab(
+            "33358-3",
+            "Protein.monoclonal [Mass/volume] in Serum or Plasma by Electrophoresis",
+            0.8,
+            "g/dL",
+            15,
+        ),
+    )
+    add(
+        P("r05i-gad7", 28),
+        lambda p: (
+            p.fasciculation(30)
+            .full_workup()
+            .lab("70274-6", "Generalized anxiety disorder 7 item (GAD-7) total score", 15, "{score}", 5)
+        ),
+    )
+    add(
+        P("r06-cramps", 39),
+        lambda p: p.fasciculation(60).condition(ICD, "R25.2", "Cramp and spasm", 60).full_workup(),
+    )
+    add(
+        P("r06-als-fear", 31),
+        lambda p: (
+            p.fasciculation(60)
+            .condition(
+                ICD,
+                "F41.1",
+                "Generalized anxiety disorder",
+                50,
+                note="Persistent fear of ALS despite reassurance",
+            )
+            .full_workup()
+        ),
+    )
+    add(
+        P("r07-myositis", 52),
+        lambda p: (
+            p.fasciculation(30)
+            .condition(SCT, "249939004", "Proximal muscle weakness", 14)
+            .lab(
+                "2157-6",
+                "Creatine kinase [Enzymatic activity/volume] in Serum or Plasma",
+                800,
+                "U/L",
+                5,
+                "H",
+                high=200,
+            )
+        ),
+    )
+    add(P("r08-emg-pending", 35), lambda p: p.fasciculation(60).full_workup().order(*EMG_CPT))
+    add(P("r11-therapy", 42), lambda p: p.fasciculation(90).full_workup(40))
+    add(
+        P("r13-prednisone", 64),
+        lambda p: p.fasciculation(30).full_workup().med("312615", "prednisone 20 MG Oral Tablet", 14),
+    )
+    add(P("r14-follow-up", 37), lambda p: p.fasciculation(45).full_workup(10))
+    add(
+        P("r17-pad", 62, "male"),
+        lambda p: (
+            p.fasciculation(30)
+            .condition(ICD, "I10", "Essential (primary) hypertension", 2000)
+            .condition(ICD, "R20.2", "Paresthesia of skin", 20)
+        ),
+    )
+    add(
+        P("r19-rls", 45),
+        lambda p: p.fasciculation(30).full_workup().condition(ICD, "G25.81", "Restless legs syndrome", 60),
+    )
+    add(P("r20-reassurance", 26), lambda p: p.fasciculation(20).full_workup(15))
+    add(P("neg-refuted", 30), lambda p: p.fasciculation(20, verification="refuted"))
+    add(P("neg-resolved", 30), lambda p: p.fasciculation(800, status="resolved"))
+    add(P("bg50-r04", 44, background="bg-50-all"), lambda p: p.fasciculation(30))
+    add(
+        P("bg300-r01", 59, "male", background="bg-300-unrelated"),
+        lambda p: p.fasciculation(30).condition(*WEAK, days=5),
+    )
+    add(
+        P("bg2000-r01", 64, "male", background="bg-2000-unrelated"),
+        lambda p: p.fasciculation(30).condition(*WEAK, days=5),
+    )
+    add(
+        P("bg2000-no-trigger", 64, "male", background="bg-2000-all"),
+        lambda p: p.condition(ICD, "I10", "Essential (primary) hypertension", 900),
+    )
+    return out
+
+
+def main() -> int:
+    OUT.mkdir(parents=True, exist_ok=True)
+    for old in OUT.glob("*.json"):
+        old.unlink()
+    ps = patients()
+    for p in ps:
+        (OUT / f"{p.name}.json").write_text(json.dumps(p.bundle(), indent=1) + "\n")
+    print(f"wrote {len(ps)} fixtures to {OUT.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
