@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -27,10 +26,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cds_service import __version__
+from cds_service import __version__, metrics
 from cds_service.data.gather import Gatherer, build_fhir_client
 from cds_service.data.templates import check_template
-from cds_service.observability import audit, configure_logging, hash_patient
+from cds_service.health import Readiness
+from cds_service.observability import configure_logging, hash_patient
+from cds_service.ops import router as ops_router
 from cds_service.protocol.errors import BadRequest, CdsError, NotFound, operation_outcome
 from cds_service.protocol.models import (
     CdsResponse,
@@ -44,6 +45,10 @@ from cds_service.registry import HookCall, Registry, load_services
 from cds_service.settings import Settings, get_settings
 from cds_service.storage.db import make_engine, upgrade_async
 from cds_service.storage.repo import IssuedCard, Store, parse_timestamp
+from cds_service.trust.fhir_guard import check_fhir_server
+from cds_service.trust.limits import check_json_shape
+from cds_service.trust.middleware import TrustGate, audit_details, client_of
+from cds_service.trust.runtime import TrustRuntime
 
 log = logging.getLogger("cds.service")
 
@@ -129,7 +134,9 @@ def _validation_message(exc: ValidationError, prefix: str) -> str:
     return "; ".join(parts)
 
 
-async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
+async def read_json_object(request: Request, settings: Settings) -> dict[str, Any]:
+    """The body as a JSON object, within the byte, depth and element limits of the settings."""
+    limit = settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise CdsError(413, f"Request body larger than {limit} bytes")
@@ -146,6 +153,7 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
         raise BadRequest("Request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise BadRequest("Request body must be a JSON object")
+    check_json_shape(data, settings.max_json_depth, settings.max_json_elements)
     return data
 
 
@@ -159,6 +167,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     for svc in registry.all():
         for spec in svc.prefetch:
             check_template(spec.template)
+    trust = TrustRuntime(settings)  # refuses to build (and so to start) on an unsafe configuration
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -167,7 +176,10 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             await upgrade_async(settings.db_url)
         engine = make_engine(settings.db_url)
         http = build_fhir_client(settings)
-        app.state.rt = Runtime(settings, registry, Store(engine), Gatherer(settings, http), http)
+        store = Store(engine)
+        app.state.readiness = Readiness(engine, settings.redis_url, settings.readiness_timeout_seconds)
+        app.state.rt = Runtime(settings, registry, store, Gatherer(settings, http), http)
+        await trust.start(store)
         log.info(
             "service ready",
             extra={
@@ -177,6 +189,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         try:
             yield
         finally:
+            await trust.close()
+            await app.state.readiness.close()
             await http.aclose()
             await engine.dispose()
 
@@ -218,10 +232,9 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     async def call_service(service_id: str, request: Request) -> Response:
         """Invoke a service: dispatch on (id, hook), gather data, run the handler, check the answer."""
         r = rt(request)
-        started = time.perf_counter()
         if not r.registry.has_id(service_id):
             raise NotFound(f"No CDS service with id '{service_id}'")
-        raw = await read_json_object(request, r.settings.max_body_bytes)
+        raw = await read_json_object(request, r.settings)
         try:
             req = HookRequest.model_validate(raw)
         except ValidationError as exc:
@@ -230,6 +243,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         if service is None:
             served = ", ".join(r.registry.hooks_of(service_id))
             raise BadRequest(f"Service '{service_id}' does not serve hook '{req.hook}' (it serves: {served})")
+        metrics.label_call(request, service_id, req.hook)
         try:
             context = service.context_model().model_validate(req.context)
         except ValidationError as exc:
@@ -237,52 +251,35 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         if req.fhirAuthorization is not None and not req.fhirServer:
             raise BadRequest("fhirServer is required when fhirAuthorization is given")
         patient_hash = hash_patient(r.settings.hash_key, str(req.context.get("patientId") or ""))
-        status = 200
-        result = None
-        try:
-            data = await r.gatherer.gather(service.prefetch, req)
-            now = datetime.now(UTC)
-            result = await service.handler(HookCall(req, context, data, now))
-            if r.settings.self_check:
-                problems = response_problems(result.body)
-                if problems:
-                    log.error("response failed self-check", extra={"fields": {"problems": problems[:20]}})
-                    raise CdsError(500, "The service produced a non-conformant response; it was withheld.")
-            await r.store.record_issued(
-                [
-                    IssuedCard(
-                        card_uuid=c.card_uuid,
-                        service_id=service_id,
-                        rule_id=c.rule_id,
-                        indicator=c.indicator,
-                        hook=req.hook,
-                        hook_instance=req.hookInstance[:200],
-                        patient_hash=patient_hash,
-                        issued_at=now,
-                    )
-                    for c in result.issued
-                ]
-            )
-            return JSONResponse(result.body)
-        except CdsError as exc:
-            status = exc.status
-            raise
-        except Exception:
-            status = 500
-            raise
-        finally:
-            audit(
-                {
-                    "service": service_id,
-                    "hook": req.hook,
-                    "hookInstance": req.hookInstance[:200],
-                    "patient": patient_hash,
-                    "status": status,
-                    "cards": len(result.issued) if result else 0,
-                    "rules": sorted({c.rule_id for c in result.issued}) if result else [],
-                    "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-                }
-            )
+        audit_details(request, hook=req.hook, hookInstance=req.hookInstance[:200], patient=patient_hash)
+        check_fhir_server(req, client_of(request), r.settings.https_fhir_only)
+        data = await r.gatherer.gather(service.prefetch, req)
+        now = datetime.now(UTC)
+        base = r.settings.public_base_url or str(request.base_url)
+        result = await service.handler(HookCall(req, context, data, now, base.rstrip("/")))
+        audit_details(request, cards=len(result.issued), rules=sorted({c.rule_id for c in result.issued}))
+        if r.settings.self_check:
+            problems = response_problems(result.body)
+            if problems:
+                log.error("response failed self-check", extra={"fields": {"problems": problems[:20]}})
+                raise CdsError(500, "The service produced a non-conformant response; it was withheld.")
+        await r.store.record_issued(
+            [
+                IssuedCard(
+                    card_uuid=c.card_uuid,
+                    service_id=service_id,
+                    rule_id=c.rule_id,
+                    indicator=c.indicator,
+                    hook=req.hook,
+                    hook_instance=req.hookInstance[:200],
+                    patient_hash=patient_hash,
+                    issued_at=now,
+                )
+                for c in result.issued
+            ]
+        )
+        metrics.cards_issued(service_id, result.issued)
+        return JSONResponse(result.body)
 
     @app.post("/cds-services/{service_id}/feedback", tags=["CDS Hooks"])
     async def feedback(service_id: str, request: Request) -> Response:
@@ -290,7 +287,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         r = rt(request)
         if not r.registry.has_id(service_id):
             raise NotFound(f"No CDS service with id '{service_id}'")
-        raw = await read_json_object(request, r.settings.max_body_bytes)
+        raw = await read_json_object(request, r.settings)
         try:
             fb = FeedbackRequest.model_validate(raw)
         except ValidationError as exc:
@@ -303,27 +300,31 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             except ValueError:
                 raise BadRequest(f"feedback.{i}.outcomeTimestamp: not an RFC 3339 timestamp") from None
         stored = await r.store.save_feedback(service_id, fb.feedback, datetime.now(UTC))
+        metrics.feedback_received(service_id, fb.feedback)
         log.info(
             "feedback stored",
             extra={"fields": {"service": service_id, "items": len(fb.feedback), "new": stored}},
         )
         return JSONResponse({})
 
+    @app.get("/evidence", include_in_schema=False)
+    @app.get("/evidence/{name}", include_in_schema=False)
+    async def evidence(request: Request, name: str = "index") -> Response:
+        """Pages a topic publishes about its cards (rule, evidence, codes), linked from every card."""
+        r = rt(request)
+        page = r.registry.pages.get(name)
+        if page is None:
+            raise NotFound(f"No page '{name}'")
+        base = (r.settings.public_base_url or str(request.base_url)).rstrip("/")
+        return Response(page(base), media_type="text/html; charset=utf-8")
+
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> Response:
         """Liveness: the process answers."""
         return JSONResponse({"status": "ok"})
 
-    @app.get("/readyz", include_in_schema=False)
-    async def readyz(request: Request) -> Response:
-        """Readiness: the database answers."""
-        try:
-            await rt(request).store.ping()
-        except Exception:
-            log.warning("readiness: database unreachable")
-            return JSONResponse({"status": "unavailable", "database": "down"}, status_code=503)
-        return JSONResponse({"status": "ok", "database": "up"})
-
+    app.include_router(ops_router)  # /readyz, /metrics, /analytics/feedback
+    app.add_middleware(TrustGate, trust=trust)  # innermost: its 401s pass through CORS
     app.add_middleware(GuardErrors)
     origins = settings.cors_allow_origins
     app.add_middleware(
@@ -334,5 +335,6 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         allow_headers=["Authorization", "Content-Type", "Accept"],
         max_age=600,
     )
+    app.add_middleware(metrics.MetricsMiddleware)  # outside CORS and trust: counts their answers too
     app.add_middleware(NormalizePath)
     return app

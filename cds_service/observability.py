@@ -34,6 +34,20 @@ def redact(text: str) -> str:
     return text
 
 
+def redact_value(value: Any, depth: int = 0) -> Any:
+    """``redact`` applied to every string inside a structured log field, so the fields of a record
+    pass the same filter as its message (a field is no safer a place for a token than free text)."""
+    if isinstance(value, str):
+        return redact(value)
+    if depth > 8:
+        return "[TRUNCATED]"
+    if isinstance(value, dict):
+        return {str(k): redact_value(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [redact_value(v, depth + 1) for v in value]
+    return value
+
+
 def hash_patient(key: bytes, patient_id: str | None) -> str:
     """Pseudonymous, stable id for a patient: HMAC-SHA256, first 32 hex characters."""
     if not patient_id:
@@ -53,7 +67,7 @@ class JsonFormatter(logging.Formatter):
         }
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
-            entry.update(fields)
+            entry.update(redact_value(fields))
         if record.exc_info:
             entry["exception"] = redact(self.formatException(record.exc_info))
         return orjson.dumps(entry, default=str).decode()
@@ -76,5 +90,7 @@ def configure_logging(level: str = "info") -> None:
 
 
 def audit(fields: dict[str, Any]) -> None:
-    """One structured audit record per call (fields must already be PHI-free)."""
+    """One structured audit record per call on the ``cds.audit`` stream: endpoint, service, hook,
+    hookInstance, client ``iss``/``tenant``/``jti``, hashed patient, status, cards, rules, reason,
+    latency (see cds_service/trust/audit.py). Fields must already be PHI-free."""
     logging.getLogger(AUDIT_LOGGER).info("cds call", extra={"fields": fields})

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import logging
 from functools import lru_cache
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cds_service.trust.algorithms import check_algorithms
 
 Profile = Literal["dev", "production"]
 
@@ -84,10 +87,110 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(5_000_000, ge=1024, description="Largest request body accepted (413 beyond)")
 
+    # --- clinical content
+    card_budget: int = Field(4, ge=1, le=20, description="Most cards per response, ranked by severity")
+    order_intent: Literal["proposal", "order"] = Field(
+        "proposal", description="ServiceRequest.intent of suggested orders (EHR convention)"
+    )
+    lab_lookback_days: dict[str, int] = Field(
+        default_factory=dict,
+        description='Per-test look-back overrides in days, JSON, e.g. {"tsh": 180}; defaults in docs',
+    )
+    trigger_free_text: bool = Field(
+        False, description="Also treat 'fascicul'/'twitch' in Condition.code.text as a trigger"
+    )
+
     cors_allow_origins: list[str] = Field(
         default_factory=list,
         description="Origins allowed by CORS; empty = none (dev: '*' without credentials)",
     )
+
+    # --- Trust and security (cds_service/trust, docs/security.md) -------------------------------
+    require_client_jwt: bool | None = Field(
+        None, description="Demand a valid client JWT on every CDS call (production: always on)"
+    )
+    trusted_issuers: list[dict[str, Any]] = Field(
+        default_factory=list, description="Trusted CDS clients as a JSON list (see docs/security.md)"
+    )
+    trust_config_file: Path | None = Field(
+        None, description="YAML/JSON file with more trusted issuers (a list, or {issuers: [...]})"
+    )
+    jwt_algorithms: list[str] = Field(
+        default_factory=lambda: ["ES384", "RS384"],
+        description="JWS algorithms accepted unless an issuer overrides them (never none or HS*)",
+    )
+    jwt_clock_skew_seconds: int = Field(60, ge=0, le=300, description="Leeway on exp, iat and nbf")
+    jwt_max_age_seconds: int = Field(3600, ge=60, le=86400, description="Oldest `iat` accepted")
+    jwks_cache_seconds: int = Field(3600, ge=60, le=86400, description="How long a fetched JWK Set is used")
+    jwks_min_refresh_seconds: int = Field(
+        60, ge=1, le=86400, description="At most one unknown-`kid` refresh per JWK Set in this interval"
+    )
+    jwks_timeout_seconds: float = Field(3.0, gt=0, le=30, description="Timeout of one JWK Set fetch")
+    replay_cache_max_entries: int = Field(
+        500_000, ge=1000, description="In-memory `jti` cache size (when full: 503, never a replay)"
+    )
+    redis_timeout_seconds: float = Field(1.0, gt=0, le=30, description="Connect/read timeout for Redis")
+    fhir_server_require_https: bool | None = Field(
+        None, description="Refuse (412) a non-https fhirServer (production default: on)"
+    )
+    max_json_depth: int = Field(64, ge=8, le=1000, description="Deepest JSON nesting accepted (400 beyond)")
+    max_json_elements: int = Field(
+        200_000, ge=1000, description="Most JSON values in one request body (413 beyond)"
+    )
+    audit_to_database: bool = Field(False, description="Also write each audit record to the database")
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _no_weak_algorithms(cls, value: list[str]) -> list[str]:
+        """``none`` and HMAC can never be switched on, not even by mistake."""
+        check_algorithms(value)
+        return value
+
+    @property
+    def jwt_required(self) -> bool:
+        """Production always requires a client JWT; dev only when asked to."""
+        return self.profile == "production" or bool(self.require_client_jwt)
+
+    @property
+    def https_fhir_only(self) -> bool:
+        if self.fhir_server_require_https is None:
+            return self.profile == "production"
+        return self.fhir_server_require_https
+
+    # --- end of trust and security ----------------------------------------------------------------
+
+    # --- Deployment: graceful shutdown, metrics, readiness, analytics (docs/deployment.md) ------
+    shutdown_grace_seconds: int = Field(
+        20, ge=1, le=600, description="On SIGTERM, how long in-flight requests may take to finish"
+    )
+    metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at GET /metrics")
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="Serve /metrics on this separate port instead of the main one"
+    )
+    readiness_timeout_seconds: float = Field(
+        2.0, gt=0, le=30, description="Time budget of each /readyz dependency check"
+    )
+    analytics_enabled: bool | None = Field(
+        None, description="Serve GET /analytics/feedback (dev default: on; production default: off)"
+    )
+    analytics_token: SecretStr | None = Field(
+        None, description="Bearer token that /analytics/feedback demands (required in production)"
+    )
+
+    @model_validator(mode="after")
+    def _deployment_defaults(self) -> Settings:
+        """Analytics show how clinicians act on cards: never open to the world in production."""
+        if self.analytics_enabled is None:
+            object.__setattr__(self, "analytics_enabled", self.profile == "dev")
+        if self.profile == "production" and self.analytics_enabled and self.analytics_token is None:
+            raise ValueError("production profile with CDS_ANALYTICS_ENABLED needs CDS_ANALYTICS_TOKEN")
+        return self
+
+    @property
+    def analytics_on(self) -> bool:
+        return bool(self.analytics_enabled)
+
+    # --- end of deployment --------------------------------------------------------------------------
 
     @model_validator(mode="after")
     def _apply_profile(self) -> Settings:

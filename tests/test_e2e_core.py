@@ -19,6 +19,7 @@ from cds_service.storage.repo import Store
 from tests.conftest import PROBE_ENV
 from tests.support.client import checked, hook_body
 from tests.support.servers import FHIR_TOKEN, CdsServer, FhirServer, run_cds_server
+from tests.support.trust_env import LocalIssuer
 
 pytestmark = pytest.mark.e2e
 
@@ -81,9 +82,16 @@ def server() -> Iterator[CdsServer]:
 
 
 @pytest.fixture(scope="module")
-def prod_server() -> Iterator[CdsServer]:
-    """Production profile: no tokenless FHIR fetch."""
+def prod_client() -> LocalIssuer:
+    """The production profile only answers trusted clients (client JWT; see test_trust_*)."""
+    return LocalIssuer.create()
+
+
+@pytest.fixture(scope="module")
+def prod_server(prod_client: LocalIssuer) -> Iterator[CdsServer]:
+    """Production profile: no tokenless FHIR fetch (plain-http FHIR allowed here for SEKMET)."""
     env = dict(PROBE_ENV, CDS_PROFILE="production", CDS_PATIENT_HASH_KEY="k1", CDS_AUTO_MIGRATE="true")
+    env.update(prod_client.env(), CDS_FHIR_SERVER_REQUIRE_HTTPS="false")
     with run_cds_server(env) as s:
         yield s
 
@@ -164,13 +172,17 @@ def test_missing_patient_on_fhir_server_is_412(
 
 
 def test_open_fhir_without_token_dev_only(
-    server: CdsServer, prod_server: CdsServer, loaded_fhir: tuple[FhirServer, FhirServer]
+    server: CdsServer,
+    prod_server: CdsServer,
+    prod_client: LocalIssuer,
+    loaded_fhir: tuple[FhirServer, FhirServer],
 ) -> None:
     _, open_fhir = loaded_fhir
     body = hook_body(patient=PATIENT_ID, fhir_server=open_fhir.base)
     out = checked(httpx.post(server.url("/cds-services/probe"), json=body))
     assert "patient=fetched:1" in card_detail(out)
-    r = httpx.post(prod_server.url("/cds-services/probe"), json=body)
+    headers = prod_client.headers("/cds-services/probe")
+    r = httpx.post(prod_server.url("/cds-services/probe"), json=body, headers=headers)
     assert r.status_code == 412
     assert "tokenless fetch is disabled" in checked(r)["issue"][0]["diagnostics"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String, Text
+from sqlalchemy import JSON, DateTime, Float, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -51,3 +51,28 @@ class IssuedCardRow(Base):
         Index("ix_issued_rule_time", "rule_id", "issued_at"),
         Index("ix_issued_service_time", "service_id", "issued_at"),
     )
+
+
+class AuditEventRow(Base):
+    """One audit record per CDS call (optional, ``CDS_AUDIT_TO_DATABASE``); same fields as the
+    ``cds.audit`` log line. Identifiers only: a patient is its keyed hash, never a token or name."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    endpoint: Mapped[str] = mapped_column(String(20), nullable=False)
+    service_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    hook: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    hook_instance: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    iss: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    tenant: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    jti: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    patient_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[int] = mapped_column(Integer, nullable=False)
+    cards: Mapped[int] = mapped_column(Integer, nullable=False)
+    rules: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    latency_ms: Mapped[float] = mapped_column(Float, nullable=False)
+
+    __table_args__ = (Index("ix_audit_at", "at"), Index("ix_audit_iss_at", "iss", "at"))

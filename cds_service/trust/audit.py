@@ -1,0 +1,78 @@
+"""The audit trail: exactly one record per CDS call, refused calls included.
+
+The record is assembled by the trust middleware, which sees every call from start to finish (the
+status actually sent, the latency, who the verified client was) and takes the call-specific parts
+(hook, hookInstance, patient hash, cards, rules) from what the endpoint put into the request scope.
+It goes to the ``cds.audit`` log stream and, with ``CDS_AUDIT_TO_DATABASE``, to ``audit_events``.
+
+Only identifiers are recorded: the patient as its keyed hash, the client as ``iss``/``tenant``/
+``jti``. A database outage never fails a call: the log line is already written.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import insert
+
+from cds_service.observability import audit
+from cds_service.storage.repo import Store
+from cds_service.storage.tables import AuditEventRow
+
+log = logging.getLogger("cds.trust")
+
+# Field order of the log record, and the column each maps to.
+_COLUMNS = {
+    "endpoint": "endpoint",
+    "service": "service_id",
+    "hook": "hook",
+    "hookInstance": "hook_instance",
+    "iss": "iss",
+    "tenant": "tenant",
+    "jti": "jti",
+    "patient": "patient_hash",
+    "status": "status",
+    "cards": "cards",
+    "rules": "rules",
+    "reason": "reason",
+    "latency_ms": "latency_ms",
+}
+_LIMITS = {"service_id": 200, "hook": 100, "hook_instance": 200, "iss": 200, "tenant": 200, "jti": 200}
+
+
+def complete(fields: dict[str, Any]) -> dict[str, Any]:
+    """Every audit field present (None when not applicable), in a stable order."""
+    out = {name: fields.get(name) for name in _COLUMNS}
+    out["cards"] = int(out["cards"] or 0)
+    out["rules"] = list(out["rules"] or [])
+    return out
+
+
+class AuditTrail:
+    """Writes audit records; the database copy is optional and best effort."""
+
+    def __init__(self, to_database: bool) -> None:
+        self.to_database = to_database
+        self.store: Store | None = None
+
+    async def record(self, fields: dict[str, Any]) -> None:
+        entry = complete(fields)
+        audit(entry)
+        if not self.to_database or self.store is None:
+            return
+        row: dict[str, Any] = {column: entry[name] for name, column in _COLUMNS.items()}
+        for column, limit in _LIMITS.items():
+            if isinstance(row[column], str):
+                row[column] = row[column][:limit]
+        row["at"] = datetime.now(UTC)
+        row["rules"] = row["rules"] or None
+        try:
+            async with self.store.sessions.begin() as session:
+                await session.execute(insert(AuditEventRow).values(**row))
+        except Exception as exc:
+            log.warning(
+                "audit record not written to the database",
+                extra={"fields": {"problem": type(exc).__name__}},
+            )
