@@ -1,11 +1,13 @@
-"""Command line: ``cds-fasciculation serve|migrate ...`` (also ``python -m cds_service``)."""
+"""Command line: ``cds-fasciculation serve|migrate|report|healthcheck ...`` (also ``python -m cds_service``)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -21,6 +23,9 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["CDS_WORKERS"] = str(args.workers)
     get_settings.cache_clear()
     settings = get_settings()
+    _prepare_metrics(settings.workers, settings.metrics_enabled)
+    if settings.metrics_enabled and settings.metrics_port is not None:
+        _serve_metrics_port(settings.host, settings.metrics_port)
     uvicorn.run(
         "cds_service.app:create_app",
         factory=True,
@@ -30,10 +35,77 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         proxy_headers=True,
-        timeout_graceful_shutdown=20,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         server_header=False,
     )
     return 0
+
+
+def _prepare_metrics(workers: int, enabled: bool) -> None:
+    """Multi-worker metrics: every worker is a process of its own, so prometheus_client must write
+    to shared files. The directory must be set before any worker imports prometheus_client and must
+    start empty (stale files would resurrect old counts); an operator may choose it with
+    ``PROMETHEUS_MULTIPROC_DIR``, otherwise a fresh one is made under TMPDIR."""
+    if not enabled or (workers <= 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR")):
+        return
+    path = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="cds-metrics-"))
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+
+
+def _serve_metrics_port(host: str, port: int) -> None:
+    """/metrics on a port of its own, served by this (supervisor) process for all workers, so it
+    can stay off the ingress while the service port is published."""
+    from prometheus_client import start_http_server
+
+    from cds_service.metrics import collecting_registry
+
+    start_http_server(port, addr=host, registry=collecting_registry())
+
+
+def _report(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    from cds_service.settings import get_settings
+    from cds_service.storage.analytics import feedback_report, format_text
+    from cds_service.storage.db import make_engine
+    from cds_service.storage.repo import parse_timestamp
+
+    until = parse_timestamp(args.until) if args.until else datetime.now(UTC)
+    since = parse_timestamp(args.since) if args.since else until - timedelta(days=args.days)
+    if since >= until:
+        print("--since must be before --until", file=sys.stderr)
+        return 2
+
+    async def run() -> str:
+        engine = make_engine(get_settings().db_url)
+        try:
+            report = await feedback_report(engine, since, until, args.top)
+        finally:
+            await engine.dispose()
+        return json.dumps(report.as_json(), indent=2) if args.json else format_text(report)
+
+    print(asyncio.run(run()))
+    return 0
+
+
+def _healthcheck(args: argparse.Namespace) -> int:
+    """For the image's HEALTHCHECK: stdlib only and no settings validation, so it is cheap and
+    cannot fail for a reason other than the server not answering."""
+    import urllib.request
+
+    port = os.environ.get("CDS_PORT", "8100")
+    url = f"http://127.0.0.1:{port}/{'readyz' if args.ready else 'healthz'}"
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as resp:
+            return 0 if resp.status == 200 else 1
+    except OSError as exc:
+        print(f"healthcheck: {url}: {exc}", file=sys.stderr)
+        return 1
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -49,6 +121,43 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from cds_service.clinical.review import evaluate_bundle, format_cards
+    from cds_service.protocol.models import CdsResponse, dump
+
+    if not args.bundle.is_file():
+        print(f"no such file: {args.bundle}", file=sys.stderr)
+        return 2
+    try:
+        cards = evaluate_bundle(args.bundle, args.hook, as_fixture=args.fixture)
+    except (ValueError, KeyError) as exc:
+        print(f"cannot evaluate {args.bundle}: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(dump(CdsResponse(cards=[c for _, c in cards])), indent=2))
+    else:
+        print(format_cards(cards))
+    return 0
+
+
+def _rules_doc(args: argparse.Namespace) -> int:
+    from cds_service.clinical.review import DOC_PATH, rules_markdown, write_rules_doc
+
+    if args.check:
+        current = DOC_PATH.read_text() if DOC_PATH.exists() else ""
+        if current != rules_markdown():
+            print(f"{DOC_PATH} is out of date: run cds-fasciculation rules-doc --write", file=sys.stderr)
+            return 1
+        return 0
+    if args.write:
+        print(f"{DOC_PATH}: {'updated' if write_rules_doc() else 'already current'}")
+        return 0
+    print(rules_markdown(), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cds-fasciculation", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -61,6 +170,27 @@ def build_parser() -> argparse.ArgumentParser:
     mig.add_argument("direction", choices=["up", "down"])
     mig.add_argument("revision", nargs="?", help="target revision (default: head / one step down)")
     mig.set_defaults(func=_migrate)
+    rep = sub.add_parser("report", help="feedback analytics per service and rule for a time window")
+    rep.add_argument("--since", help="start (RFC 3339 timestamp or YYYY-MM-DD; default: --days before --until)")
+    rep.add_argument("--until", help="end, exclusive (default: now)")
+    rep.add_argument("--days", type=int, default=30, help="window length when --since is not given (30)")
+    rep.add_argument("--top", type=int, default=5, help="override reasons listed per rule (5)")
+    rep.add_argument("--json", action="store_true", help="print JSON (as GET /analytics/feedback does)")
+    rep.set_defaults(func=_report)
+    hc = sub.add_parser("healthcheck", help="exit 0 when the local server answers /healthz (or /readyz)")
+    hc.add_argument("--ready", action="store_true", help="check /readyz instead of /healthz")
+    hc.add_argument("--timeout", type=float, default=4.0, help="seconds to wait for the answer")
+    hc.set_defaults(func=_healthcheck)
+    ev = sub.add_parser("evaluate", help="run a FHIR Bundle file offline and print the cards (clinical review)")
+    ev.add_argument("bundle", type=Path, help="FHIR Bundle JSON (any Bundle type)")
+    ev.add_argument("--hook", default="patient-view", help="hook to evaluate (default patient-view)")
+    ev.add_argument("--json", action="store_true", help="print the CDS Hooks response JSON instead of text")
+    ev.add_argument("--fixture", action="store_true", help="a fixtures/patients file: shift its dates to today")
+    ev.set_defaults(func=_evaluate)
+    doc = sub.add_parser("rules-doc", help="generate docs/clinical-rules.md from the rules and card catalogue")
+    doc.add_argument("--write", action="store_true", help="write the file (default: print to stdout)")
+    doc.add_argument("--check", action="store_true", help="exit 1 if the committed file is out of date")
+    doc.set_defaults(func=_rules_doc)
     return parser
 
 

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
+from cds_service import metrics
 from cds_service.data.templates import render, token_values
 from cds_service.protocol.errors import PreconditionFailed
 from cds_service.protocol.models import HookRequest
@@ -177,6 +178,7 @@ class Gatherer:
         if to_fetch:
             await self._fetch_all(request, to_fetch, data)
 
+        metrics.prefetch_observed(data.keys.values())
         failed = [
             r for spec in specs if spec.required and (r := data.keys[spec.key]).state is KeyState.MISSING
         ]
