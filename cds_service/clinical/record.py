@@ -329,6 +329,7 @@ class RecordBuilder:
         )  # a smoking-status *question* is not a risk factor; its value may be
         value_cc = o.get("valueCodeableConcept")
         value_concepts = self.t.match_cc(value_cc, use_text=False) if isinstance(value_cc, dict) else set()
+        value_concepts.discard("exam_present")  # Present/Absent/Normal are qualifiers of the finding, not findings
         if not concepts and not value_concepts:
             return
         when = parse_when(o.get("effectiveDateTime")) or parse_when(o.get("issued"))
