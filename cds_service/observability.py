@@ -79,7 +79,13 @@ def configure_logging(level: str = "info") -> None:
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    # Debug applies to our own loggers only: libraries echo data at debug level (aiosqlite logs
+    # every SQL statement with its parameters, httpcore every request), which would put PHI and
+    # tokens in the log. They stay at INFO or above whatever CDS_LOG_LEVEL says.
+    wanted = logging.getLevelName(level.upper())
+    wanted = wanted if isinstance(wanted, int) else logging.INFO
+    root.setLevel(max(wanted, logging.INFO))
+    logging.getLogger("cds").setLevel(wanted)
     for name in ("uvicorn", "uvicorn.error"):
         lg = logging.getLogger(name)
         lg.handlers[:] = []

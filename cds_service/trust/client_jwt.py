@@ -88,6 +88,15 @@ def _short(value: object, limit: int = 200) -> str:
     return "".join(c if c.isprintable() else "?" for c in text[:limit])
 
 
+def _loggable_iss(value: str) -> str | None:
+    """An unverified ``iss`` is logged only when it looks like what an issuer is (an http(s) URL):
+    it is attacker-chosen text, and a free-text value could carry anything, even a patient name."""
+    parts = urlsplit(value)
+    if parts.scheme in ("http", "https") and parts.hostname and " " not in value:
+        return _short(value)
+    return None
+
+
 class TokenVerifier:
     """Verifies one bearer token for one endpoint URL; stateless apart from its two caches."""
 
@@ -117,7 +126,7 @@ class TokenVerifier:
         try:
             return await self._verify(token, audience, claimed)
         except AuthFailure as failure:
-            failure.claimed_iss = _short(claimed[0]) if claimed else None
+            failure.claimed_iss = _loggable_iss(claimed[0]) if claimed else None
             raise
 
     async def _verify(self, token: str, audience: str, claimed: list[str]) -> ClientIdentity:

@@ -113,7 +113,10 @@ class LocalIssuer:
         return {"CDS_PUBLIC_BASE_URL": PUBLIC_BASE, "CDS_TRUSTED_ISSUERS": json.dumps([self.config()])}
 
     def token(self, path: str, **claims: Any) -> str:
-        return mint(self.key, claims_for(self.iss, public_url(path), **claims))
+        """A valid token for ``path``; ``claims`` override (``None`` drops one)."""
+        base = claims_for(self.iss, public_url(path))
+        base.update(claims)
+        return mint(self.key, {k: v for k, v in base.items() if v is not None})
 
     def headers(self, path: str, **claims: Any) -> dict[str, str]:
         return bearer(self.token(path, **claims))
