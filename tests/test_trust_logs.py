@@ -20,7 +20,7 @@ from tests.support.client import hook_body
 from tests.support.jwt_client import bearer, claims_for, unsigned
 from tests.support.loopback import JsonServer, serve_json
 from tests.support.servers import CdsServer, run_cds_server
-from tests.support.trust_env import LocalIssuer, log_records, production_env, public_url, wait_for_audit
+from tests.support.trust_env import LocalIssuer, production_env, public_url, wait_for_audit
 
 pytestmark = pytest.mark.e2e
 
