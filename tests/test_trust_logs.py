@@ -151,7 +151,7 @@ def test_one_audit_record_per_call(run: Run) -> None:
         assert rec["cards"] == 1 and rec["rules"] == ["PROBE"]
     refused = [rec for rec in records if rec["status"] == 401]
     assert {rec["reason"] for rec in refused} >= {"replayed_jti", "expired", "wrong_aud", "alg_none"}
-    assert all(rec["jti"] is None for rec in refused)  # an unverified jti is never recorded
+    assert all(rec["jti"] is None and rec["iss"] is None for rec in refused)  # nothing unverified recorded
     kinds = {rec["endpoint"] for rec in records}
     assert kinds == {"service", "discovery", "feedback"}
 

@@ -79,8 +79,7 @@ class TrustGate:
         except AuthFailure as failure:
             status = failure.status
             self._log_refusal(failure, kind[0])
-            details["reason"] = failure.reason.value
-            details["iss"] = failure.claimed_iss
+            details["reason"] = failure.reason.value  # nothing unverified goes into iss/tenant/jti
             await self._refuse(failure.status, scope, receive, send)
             await self._audit(details, status, started)
             return
