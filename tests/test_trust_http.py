@@ -241,3 +241,20 @@ def test_jwks_file_issuer_in_production(world: World) -> None:
                 key, claims_for("https://file.example.test", "https://cds.example.test/prefix/cds-services")
             )
             assert httpx.get(s.url("/cds-services"), headers=bearer(token)).status_code == 200
+
+
+def test_operational_endpoints_need_no_token(world: World) -> None:
+    """Probes and scrapers carry no client JWT: health, readiness, metrics and docs stay open."""
+    for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
+        r = httpx.get(world.cds.url(path))
+        assert r.status_code == 200, path
+    metrics = httpx.get(world.cds.url("/metrics")).text
+    assert "cds_auth_failures_total" in metrics
+
+
+def test_plain_options_is_not_authenticated(world: World) -> None:
+    """An OPTIONS without preflight headers reaches the app unauthenticated (no 401), like CORS."""
+    before = len(refusals(world.cds))
+    r = httpx.options(world.cds.url(SVC))
+    assert r.status_code == 405
+    assert len(refusals(world.cds)) == before
