@@ -276,6 +276,9 @@ def test_summaries_stay_under_140_with_worst_case_values() -> None:
         "since": "2026-12-31",
         "age": "104",
         "drugs": "x" * 200,
+        "what": "y" * 40,  # a draft order's label (EHR text; longer ones are cut by the renderer)
+        "days": "9999",
+        "abi": "0.55",
     }
     for kind in Catalogue.load().kinds.values():
         text = fill(kind.summary, worst)

@@ -136,7 +136,16 @@ class Renderer:
         summary = fill(kind.summary, hit.values)
         if len(summary) > MAX_SUMMARY:
             summary = summary[: MAX_SUMMARY - 1].rstrip() + "…"
-        suggestions = [s for s in (self._suggestion(kind, sg, rc) for sg in hit.suggest) if s is not None]
+        suggestions = [
+            Suggestion(
+                label=f"Remove the draft order: {label}"[:200],
+                uuid=str(uuid.uuid4()),
+                isRecommended=True,
+                actions=[Action(type="delete", description=f"Remove draft order {label}", resourceId=ref)],
+            )
+            for ref, label in hit.delete
+        ]
+        suggestions += [s for s in (self._suggestion(kind, sg, rc) for sg in hit.suggest) if s is not None]
         if kind.order_all and len(suggestions) > 1:
             actions = [a for s in suggestions for a in s.actions or ()]
             suggestions.append(

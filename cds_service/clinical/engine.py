@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cds_service.clinical.record import PatientRecord
+from cds_service.clinical.drafts import Draft, focus
+from cds_service.clinical.record import Fact, PatientRecord
 from cds_service.clinical.rules import RULES, Hit, RuleContext
 from cds_service.clinical.rules.base import TRIGGERS
 from cds_service.clinical.terminology import Terminology
@@ -26,11 +27,16 @@ FIRST = ("R03", "R02", "R01")
 RULE_ORDER = {rid: i for i, rid in enumerate([*FIRST, *(r.id for r in RULES if r.id not in FIRST)])}
 
 
-def in_scope(term: Terminology, resources: dict[str, list[dict[str, Any]]]) -> bool:
-    """The cheap first check: does any Condition or Observation carry a trigger (or GBS) code?
+def in_scope(
+    term: Terminology, resources: dict[str, list[dict[str, Any]]], drafts: Iterable[Draft] = ()
+) -> bool:
+    """The cheap first check: does any Condition or Observation (or a draft order's reason) carry a
+    trigger (or GBS) code?
 
     Most patients an EHR sends have no fasciculation; for them nothing else is built.
     """
+    if any(d.reason_concepts & SCOPE for d in drafts):
+        return True
     for kind in ("Condition", "Observation"):
         for res in resources.get(kind, ()):
             if term.match_cc(res.get("code")) & SCOPE:
@@ -55,11 +61,18 @@ def evaluate(
     now: datetime,
     lookbacks: dict[str, int],
     budget: int,
-    drafts: Iterable[Any] = (),
+    drafts: Iterable[Draft] = (),
     selections: frozenset[str] = frozenset(),
 ) -> Evaluation:
-    triggers = rec.has(*TRIGGERS)
-    ctx = RuleContext(now, hook, lookbacks, triggers, list(drafts), selections)
+    all_drafts = list(drafts)
+    triggers = rec.has(*TRIGGERS) + [
+        Fact(c, d.ref, d.label, now, "draft")
+        for d in all_drafts
+        for c in sorted(d.reason_concepts & set(TRIGGERS))
+    ]
+    ctx = RuleContext(
+        now, hook, lookbacks, triggers, focus(all_drafts, hook, selections), all_drafts, selections
+    )
     hits: list[Hit] = []
     for r in RULES:
         if hook not in r.hooks or (r.needs_trigger and not triggers):

@@ -324,12 +324,12 @@ class RecordBuilder:
             return
         code = o.get("code")
         concepts = self.concepts_of(code)
-        concepts.discard(
-            "pad_risk_factors"
-        )  # a smoking-status *question* is not a risk factor; its value may be
+        # A smoking-status *question* is not a risk factor (its answer may be).
+        concepts.discard("pad_risk_factors")
         value_cc = o.get("valueCodeableConcept")
         value_concepts = self.t.match_cc(value_cc, use_text=False) if isinstance(value_cc, dict) else set()
-        value_concepts.discard("exam_present")  # Present/Absent/Normal are qualifiers of the finding, not findings
+        # Present/Absent/Normal are qualifiers of a finding, not findings.
+        value_concepts.discard("exam_present")
         if not concepts and not value_concepts:
             return
         when = parse_when(o.get("effectiveDateTime")) or parse_when(o.get("issued"))

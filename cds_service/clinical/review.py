@@ -66,9 +66,15 @@ def rules_markdown() -> str:
             out.append(f"Summary: _{kind.summary}_")
             if kind.suggestion_labels:
                 out += ["", "Suggestions (FHIR R4 `ServiceRequest`, status draft):", ""]
-                out += [f"- {label}: {_code_text(concept)}" for concept, label in kind.suggestion_labels.items()]
+                out += [
+                    f"- {label}: {_code_text(concept)}" for concept, label in kind.suggestion_labels.items()
+                ]
             if kind.override_reasons:
-                out += ["", "Override reasons: " + "; ".join(f"`{o['code']}` {o['display']}" for o in kind.override_reasons)]
+                out += [
+                    "",
+                    "Override reasons: "
+                    + "; ".join(f"`{o['code']}` {o['display']}" for o in kind.override_reasons),
+                ]
         out += ["", "Evidence:", ""]
         out += [f"> {quote} ({seed})" + "\n" for seed, quote in r.seeds]
     return "\n".join(out).rstrip() + "\n"

@@ -12,6 +12,7 @@ import html
 from typing import Any
 
 from cds_service.clinical.cards import Catalogue, RenderContext, Renderer
+from cds_service.clinical.drafts import Draft, read_drafts
 from cds_service.clinical.engine import evaluate, in_scope
 from cds_service.clinical.record import RecordBuilder
 from cds_service.clinical.rules import RULES
@@ -101,6 +102,10 @@ def prefetch_templates(t: Terminology) -> tuple[PrefetchSpec, ...]:
         PrefetchSpec(
             "appointments", f"Appointment?patient={PATIENT}&status=proposed,pending,booked&_count=50"
         ),
+        # Ankle-brachial index results carry local codes (no LOINC exists); they live in exam/procedure.
+        PrefetchSpec(
+            "exams", f"Observation?patient={PATIENT}&category=exam,procedure&_sort=-date&_count=200"
+        ),
     ]
     return tuple(specs)
 
@@ -139,13 +144,29 @@ class WorkupService:
         return out
 
     async def patient_view(self, call: HookCall) -> HandlerResult:
+        return self.run(call, [], frozenset())
+
+    async def order_hook(self, call: HookCall) -> HandlerResult:
+        """order-select and order-sign: the same record, with the draft orders read defensively."""
+        drafts = read_drafts(self.t, call.request.context.get("draftOrders"))
+        raw_selections = call.request.context.get("selections")
+        selections = (
+            frozenset(s for s in raw_selections if isinstance(s, str))
+            if isinstance(raw_selections, list)
+            else frozenset()
+        )
+        return self.run(call, drafts, selections)
+
+    def run(self, call: HookCall, drafts: list[Draft], selections: frozenset[str]) -> HandlerResult:
         resources = self.by_type(call)
-        if not in_scope(self.t, resources):
+        if not in_scope(self.t, resources, drafts):
             return HandlerResult({"cards": []})
         patient_id = str(call.request.context.get("patientId"))
         missing = [f"{k} ({call.data.keys[k].problem})" for k in call.data.missing]
         rec = self.builder.build(patient_id, call.now, resources, missing)
-        result = evaluate(rec, call.request.hook, call.now, self.lookbacks, self.settings.card_budget)
+        result = evaluate(
+            rec, call.request.hook, call.now, self.lookbacks, self.settings.card_budget, drafts, selections
+        )
         trigger_condition = next((f.ref for f in rec.has(*TRIGGERS) if f.source == "condition"), None)
         rc = RenderContext(
             patient_id=patient_id,
@@ -210,26 +231,49 @@ def _html(title: str, body: str) -> str:
 
 
 def register(registry: Registry, settings: Settings) -> None:
+    """One id, three hooks: patient-view, order-select and order-sign share data needs and rules."""
     svc = WorkupService(settings)
+    prefetch = prefetch_templates(svc.t)
+    usage = (
+        "FHIR R4. Conditions and the Observation searches are required (prefetch or fhirServer access); orders, "
+        "procedures, reports, medications, appointments and exam observations are optional and their absence is "
+        "stated on the cards."
+    )
     registry.add(
         ServiceDefinition(
             id=SERVICE_ID,
             hook="patient-view",
             title="Fasciculation work-up",
             description=(
-                "Checks the work-up of muscle fasciculations when a chart is opened: red flags needing urgent "
-                "EMG and neurology, missing first-tier labs, abnormal results, drug causes, screening and "
-                "follow-up. Silent for patients without fasciculation."
+                "Checks the work-up of muscle fasciculations when a chart is opened: red flags needing urgent EMG and "
+                "neurology, missing first-tier labs, abnormal results, drug causes, screening and follow-up. Silent "
+                "for patients without fasciculation."
             ),
             handler=svc.patient_view,
-            prefetch=prefetch_templates(svc.t),
-            usage_requirements=(
-                "FHIR R4. Conditions and the Observation searches are required (prefetch or fhirServer access); "
-                "orders, procedures, reports, medications and appointments are optional and their absence is "
-                "stated on the cards."
-            ),
+            prefetch=prefetch,
+            usage_requirements=usage,
         )
     )
+    for hook, moment in (
+        ("order-select", "as orders are selected"),
+        ("order-sign", "before orders are signed"),
+    ):
+        registry.add(
+            ServiceDefinition(
+                id=SERVICE_ID,
+                hook=hook,
+                title="Fasciculation work-up: order checks",
+                description=(
+                    f"Checks orders {moment} for a patient with fasciculations: duplicate or repeat EMG, "
+                    "cyclobenzaprine, lumbar MRI and brain imaging appropriateness, compression stockings with a low "
+                    "ankle-brachial index, and red flags without EMG/neurology ordered. Accepts R4, STU3 and DSTU2 "
+                    "draft orders."
+                ),
+                handler=svc.order_hook,
+                prefetch=prefetch,
+                usage_requirements=usage,
+            )
+        )
     registry.pages["index"] = svc.index
     for card_id in svc.catalogue.kinds:
         registry.pages[card_id] = functools.partial(_page, svc, card_id)

@@ -99,7 +99,11 @@ class Hit:
     suggest: list[Suggest] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     values: dict[str, str] = field(default_factory=dict)
-    delete: list[str] = field(default_factory=list)  # draft order references to remove (order hooks)
+    delete: list[tuple[str, str]] = field(default_factory=list)  # (draft reference, label) to remove
+
+    def remove(self, drafts: list[Any]) -> None:
+        """Offer to delete these drafts (those with an id: a delete action must name its target)."""
+        self.delete += [(d.ref, d.label) for d in drafts if d.has_id]
 
     @property
     def rank(self) -> int:
@@ -112,7 +116,8 @@ class RuleContext:
     hook: str
     lookbacks: dict[str, int]
     triggers: list[Fact]
-    drafts: list[Any] = field(default_factory=list)  # normalised draft orders (order hooks)
+    drafts: list[Any] = field(default_factory=list)  # draft orders in focus (order hooks)
+    all_drafts: list[Any] = field(default_factory=list)  # the whole draft order set
     selections: frozenset[str] = frozenset()
     fired: dict[str, Hit] = field(default_factory=dict)  # hits of rules that ran earlier
 

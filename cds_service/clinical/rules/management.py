@@ -17,9 +17,23 @@ S002 = "002_0d1c86e06a6f96ad.txt"
 S003 = "003_3a25f4dd8f7e133a.txt"
 S004 = "004_43916d9a7c4a1785.txt"
 CRITICAL_RULES = ("R01", "R02", "R03")
+ABNORMAL_EMG = re.compile(
+    r"fibrillation|positive sharp|active denervation|chronic neurogenic|reinnervation", re.I
+)
+NEGATED_EMG = re.compile(
+    r"\bno (evidence of )?(active |acute |chronic )?(denervation|neurogenic change|reinnervation)", re.I
+)
 PROGRESSION = re.compile(r"progress|spread|worsen", re.I)
 ALS_FEAR = re.compile(r"\bALS\b|motor neuron|lou gehrig", re.I)
 CAUSE_CLASSES = ("diuretics", "corticosteroids_systemic", "estrogens", "penicillins")
+
+
+def abnormal_emg(rec: PatientRecord) -> bool:
+    """An EMG report with denervation or neurogenic change: not a benign picture, so no reassurance."""
+    return any(
+        o.kind == "DiagnosticReport" and ABNORMAL_EMG.search(NEGATED_EMG.sub("", o.conclusion))
+        for o in rec.done_orders(*EMG)
+    )
 
 
 def _red_flag(ctx: RuleContext) -> bool:
@@ -68,27 +82,6 @@ def r06_emg_indicated(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 
 
 @rule(
-    "R08",
-    "EMG/NCS pending: shown, not ordered again",
-    ("patient-view",),
-    "an EMG/NCS order is pending and no other card already says so (cards that would order EMG show the pending "
-    "order instead of suggesting a new one)",
-    ((S000, "Do not order routine repeat EMG in stable BFS"),),
-)
-def r08_emg_pending(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
-    pending = rec.pending_order(*EMG)
-    if pending is None or any(h.rule in ("R01", "R06") for h in ctx.fired.values()):
-        return None
-    return Hit(
-        "R08",
-        "emg-pending",
-        "info",
-        [Basis.of(pending)],
-        values={"date": fmt_date(pending.when), "status": pending.status},
-    )
-
-
-@rule(
     "R11",
     "Symptomatic therapy guidance",
     ("patient-view",),
@@ -102,12 +95,13 @@ def r08_emg_pending(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         (S000, "For fasciculations associated with neuromyotonia or cramps, carbamazepine relieves symptoms"),
         (S002, "Most patients do not require pharmacologic intervention"),
     ),
-    suppressed_when="R01, R02 or R03 fired, or any warning (an abnormal result or drug cause to address first)",
+    suppressed_when="R01, R02 or R03 fired, any warning (an abnormal result or drug cause to address first), or "
+    "an abnormal EMG report",
 )
 def r11_therapy(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     if _red_flag(ctx) or any(h.indicator == "warning" for h in ctx.fired.values()):
         return None
-    if rec.meds_in(("gabapentin", "carbamazepine")):
+    if rec.meds_in(("gabapentin", "carbamazepine")) or abnormal_emg(rec):
         return None
     dated = [f.when for f in ctx.triggers if f.when is not None]
     if not dated or min(dated) > ctx.now - timedelta(days=28):
@@ -314,12 +308,15 @@ def r18_sensory(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         (S004, "There is usually no treatment necessary"),
     ),
     suppressed_when="any critical or warning card; lab gaps (R04); an abnormal result (R05); EMG indicated, "
-    "pending or myositis screen (R06-R08); PAD suspected (R17); sensory symptoms (R18)",
+    "pending or myositis screen (R06-R08); PAD suspected (R17); sensory symptoms (R18); an EMG report with "
+    "fibrillations, positive sharp waves, denervation or neurogenic change",
 )
 def r20_reassurance(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     if any(h.indicator != "info" for h in ctx.fired.values()):
         return None
     blocking = ("R04", "R05b", "R05d", "R05e", "R05f", "R05i", "R06", "R07", "R08", "R17", "R18")
     if any(r in ctx.fired for r in blocking) or rec.has(*UMN):
+        return None
+    if abnormal_emg(rec):
         return None
     return Hit("R20", "reassurance", "info", [Basis.of(f) for f in ctx.triggers])

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from cds_service.clinical.record import PatientRecord
+from cds_service.clinical.record import Fact, PatientRecord
 from cds_service.clinical.rules.base import (
     BULBAR,
     EMG,
@@ -72,13 +72,16 @@ def neurology_suggestion_or_note(rec: PatientRecord, hit: Hit, priority: str) ->
         ),
         (S004, "Wasting of muscle"),
     ),
-    suppressed_when="an active ALS or motor neuron disease diagnosis (work-up already done)",
+    suppressed_when="an active ALS or motor neuron disease diagnosis (work-up already done); on order hooks, "
+    "when EMG/NCS and a neurology referral are both pending or in the order set",
 )
 def r01_red_flags(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     if rec.has("als", "motor_neuron_disease"):
         return None
     weakness = rec.has("muscle_weakness")
     signs = rec.has("muscle_atrophy", *UMN, *BULBAR) + objective(weakness)
+    if ctx.hook != "patient-view":
+        return _r01_at_ordering(rec, ctx, signs)
     if not signs:
         if not weakness:
             return None
@@ -90,6 +93,33 @@ def r01_red_flags(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     neurology_suggestion_or_note(rec, hit, "urgent")
     if ctx.done(rec, "ck") is None and rec.lab_pending("ck") is None:
         hit.suggest.append(Suggest("ck", "urgent"))
+    return hit
+
+
+def _r01_at_ordering(rec: PatientRecord, ctx: RuleContext, signs: list[Fact]) -> Hit | None:
+    """At ordering time: remind only if neither EMG/NCS nor a neurology referral is covered, by a
+    pending order or by a draft in this order set."""
+    if not signs:
+        return None
+    emg_draft = any(d.concepts & set(EMG) for d in ctx.all_drafts)
+    neuro_draft = any("neurology_referral" in d.concepts for d in ctx.all_drafts)
+    emg_covered = emg_draft or rec.pending_order(*EMG) is not None
+    neuro_covered = neuro_draft or rec.pending_order("neurology_referral") is not None
+    if emg_covered and neuro_covered:
+        return None
+    hit = Hit("R01", "red-flag-at-ordering", "critical", [Basis.of(f) for f in signs])
+    hit.values["findings"] = _finding_words({f.concept for f in signs})
+    if emg_draft:
+        hit.lines.append("EMG/NCS is in this order set.")
+    elif not emg_covered:
+        hit.suggest.append(Suggest("emg", "urgent", recommended=True))
+    if neuro_draft:
+        hit.lines.append("A neurology referral is in this order set.")
+    elif not neuro_covered:
+        hit.suggest.append(Suggest("neurology_referral", "urgent"))
+    for order in (rec.pending_order(*EMG), rec.pending_order("neurology_referral")):
+        if order is not None:
+            hit.lines.append(f"{order.label} already ordered {fmt_date(order.when)} (status {order.status}).")
     return hit
 
 
@@ -138,7 +168,10 @@ def r02_sudden_onset(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         if o.concepts & {"ct_head", "mri_brain"}
         and (o.pending or (o.when and o.when >= ctx.now - timedelta(hours=48)))
     ]
-    if recent_imaging:
+    drafted = [d for d in ctx.all_drafts if d.concepts & {"ct_head", "mri_brain"}]
+    if drafted:
+        hit.lines.append(f"Brain imaging is in this order set: {drafted[0].label}.")
+    elif recent_imaging:
         for o in recent_imaging:
             hit.lines.append(f"Brain imaging already {o.status}: {o.label} ({fmt_date(o.when)}).")
             hit.basis.append(Basis.of(o))
