@@ -210,17 +210,34 @@ class P:
 
     def exam_value(self, code: str, text: str, value: float, unit: str, days: float = 30) -> P:
         """An exam observation with a local (flowsheet) code, as ABI results usually arrive."""
-        self.res.append({
-            "resourceType": "Observation",
-            "id": self._id("o"),
-            "status": "final",
-            "category": [cc("http://terminology.hl7.org/CodeSystem/observation-category", "exam")],
-            "code": {"coding": [{"system": "http://example.org/fhir/flowsheet", "code": code}], "text": text},
-            "subject": self.subject(),
-            "effectiveDateTime": ago(days),
-            "valueQuantity": {"value": value, "unit": unit, "system": UCUM, "code": unit},
-        })
+        self.res.append(
+            {
+                "resourceType": "Observation",
+                "id": self._id("o"),
+                "status": "final",
+                "category": [cc("http://terminology.hl7.org/CodeSystem/observation-category", "exam")],
+                "code": {
+                    "coding": [{"system": "http://example.org/fhir/flowsheet", "code": code}],
+                    "text": text,
+                },
+                "subject": self.subject(),
+                "effectiveDateTime": ago(days),
+                "valueQuantity": {"value": value, "unit": unit, "system": UCUM, "code": unit},
+            }
+        )
         return self
+
+    def ck(self, value: float, days: float = 5) -> P:
+        """A creatine kinase result, flagged high against an upper limit of 200 U/L."""
+        return self.lab(
+            "2157-6",
+            "Creatine kinase [Enzymatic activity/volume] in Serum or Plasma",
+            value,
+            "U/L",
+            days,
+            "H",
+            high=200,
+        )
 
     def full_workup(self, days: float = 20) -> P:
         """Every first-tier test resulted and normal, screening negative."""
@@ -388,51 +405,15 @@ def patients() -> list[P]:
     )
     add(
         P("r05a-ck", 33, "male"),
-        lambda p: (
-            p.fasciculation(30)
-            .full_workup()
-            .lab(
-                "2157-6",
-                "Creatine kinase [Enzymatic activity/volume] in Serum or Plasma",
-                1500,
-                "U/L",
-                5,
-                "H",
-                high=200,
-            )
-        ),
+        lambda p: p.fasciculation(30).full_workup().ck(1500),
     )
     add(
         P("r05a-ck-weak", 50, "male"),
-        lambda p: (
-            p.fasciculation(30)
-            .condition(*WEAK, days=5)
-            .lab(
-                "2157-6",
-                "Creatine kinase [Enzymatic activity/volume] in Serum or Plasma",
-                1500,
-                "U/L",
-                5,
-                "H",
-                high=200,
-            )
-        ),
+        lambda p: p.fasciculation(30).condition(*WEAK, days=5).ck(1500),
     )
     add(
         P("r05b-ck-moderate", 36),
-        lambda p: (
-            p.fasciculation(30)
-            .full_workup()
-            .lab(
-                "2157-6",
-                "Creatine kinase [Enzymatic activity/volume] in Serum or Plasma",
-                450,
-                "U/L",
-                5,
-                "H",
-                high=200,
-            )
-        ),
+        lambda p: p.fasciculation(30).full_workup().ck(450),
     )
     add(
         P("r05c-tsh", 41),
@@ -518,19 +499,7 @@ def patients() -> list[P]:
     )
     add(
         P("r07-myositis", 52),
-        lambda p: (
-            p.fasciculation(30)
-            .condition(SCT, "249939004", "Proximal muscle weakness", 14)
-            .lab(
-                "2157-6",
-                "Creatine kinase [Enzymatic activity/volume] in Serum or Plasma",
-                800,
-                "U/L",
-                5,
-                "H",
-                high=200,
-            )
-        ),
+        lambda p: p.fasciculation(30).condition(SCT, "249939004", "Proximal muscle weakness", 14).ck(800),
     )
     add(P("r08-emg-pending", 35), lambda p: p.fasciculation(60).full_workup().order(*EMG_CPT))
     add(P("r11-therapy", 42), lambda p: p.fasciculation(90).full_workup(40))
@@ -553,21 +522,77 @@ def patients() -> list[P]:
     )
     add(P("r20-reassurance", 26), lambda p: p.fasciculation(20).full_workup(15))
     emg_report = (SCT, "42803009", "Electromyography (procedure)")
-    add(P("r09-normal-emg-stable", 41), lambda p: p.fasciculation(300).full_workup(20).procedure(*EMG_CPT, days=240).report(
-        *emg_report, days=240, conclusion="Normal study: fasciculation potentials only, no active denervation.", normal=True))
-    add(P("r09-normal-emg-recent", 41), lambda p: p.fasciculation(120).full_workup(20).procedure(*EMG_CPT, days=60).report(
-        *emg_report, days=60, conclusion="Normal study: fasciculation potentials only, no active denervation.", normal=True))
-    add(P("r09-new-weakness", 47, "male"), lambda p: p.fasciculation(300).full_workup(20).procedure(*EMG_CPT, days=240).report(
-        *emg_report, days=240, conclusion="Normal study.", normal=True).condition(*WEAK, days=30))
-    add(P("r09-abnormal-emg", 55, "male"), lambda p: p.fasciculation(300).full_workup(20).procedure(*EMG_CPT, days=240).report(
-        *emg_report, days=240, conclusion="Fibrillation potentials and positive sharp waves in two limbs.", normal=False))
-    add(P("r10-msk-spasm", 38), lambda p: p.fasciculation(60).full_workup(20).condition(
-        ICD, "M62.830", "Muscle spasm of back", 5))
-    add(P("r15-radiculopathy", 52), lambda p: p.fasciculation(60).full_workup(20).condition(
-        ICD, "M54.16", "Radiculopathy, lumbar region", 30))
-    add(P("r16-low-abi", 67, "male"), lambda p: p.fasciculation(60).full_workup(20).exam_value(
-        "ABI-L", "Ankle-brachial index, left", 0.5, "{ratio}", 100).exam_value(
-        "ABI-R", "Ankle-brachial index, right", 0.82, "{ratio}", 100))
+    add(
+        P("r09-normal-emg-stable", 41),
+        lambda p: (
+            p.fasciculation(300)
+            .full_workup(20)
+            .procedure(*EMG_CPT, days=240)
+            .report(
+                *emg_report,
+                days=240,
+                conclusion="Normal study: fasciculation potentials only, no active denervation.",
+                normal=True,
+            )
+        ),
+    )
+    add(
+        P("r09-normal-emg-recent", 41),
+        lambda p: (
+            p.fasciculation(120)
+            .full_workup(20)
+            .procedure(*EMG_CPT, days=60)
+            .report(
+                *emg_report,
+                days=60,
+                conclusion="Normal study: fasciculation potentials only, no active denervation.",
+                normal=True,
+            )
+        ),
+    )
+    add(
+        P("r09-new-weakness", 47, "male"),
+        lambda p: (
+            p.fasciculation(300)
+            .full_workup(20)
+            .procedure(*EMG_CPT, days=240)
+            .report(*emg_report, days=240, conclusion="Normal study.", normal=True)
+            .condition(*WEAK, days=30)
+        ),
+    )
+    add(
+        P("r09-abnormal-emg", 55, "male"),
+        lambda p: (
+            p.fasciculation(300)
+            .full_workup(20)
+            .procedure(*EMG_CPT, days=240)
+            .report(
+                *emg_report,
+                days=240,
+                conclusion="Fibrillation potentials and positive sharp waves in two limbs.",
+                normal=False,
+            )
+        ),
+    )
+    add(
+        P("r10-msk-spasm", 38),
+        lambda p: p.fasciculation(60).full_workup(20).condition(ICD, "M62.830", "Muscle spasm of back", 5),
+    )
+    add(
+        P("r15-radiculopathy", 52),
+        lambda p: (
+            p.fasciculation(60).full_workup(20).condition(ICD, "M54.16", "Radiculopathy, lumbar region", 30)
+        ),
+    )
+    add(
+        P("r16-low-abi", 67, "male"),
+        lambda p: (
+            p.fasciculation(60)
+            .full_workup(20)
+            .exam_value("ABI-L", "Ankle-brachial index, left", 0.5, "{ratio}", 100)
+            .exam_value("ABI-R", "Ankle-brachial index, right", 0.82, "{ratio}", 100)
+        ),
+    )
     add(P("neg-refuted", 30), lambda p: p.fasciculation(20, verification="refuted"))
     add(P("neg-resolved", 30), lambda p: p.fasciculation(800, status="resolved"))
     add(P("bg50-r04", 44, background="bg-50-all"), lambda p: p.fasciculation(30))
