@@ -517,6 +517,10 @@ def patients() -> list[P]:
         ),
     )
     add(
+        P("r18-sensory", 48),
+        lambda p: p.fasciculation(40).full_workup().condition(ICD, "R20.2", "Paresthesia of skin", 25),
+    )
+    add(
         P("r19-rls", 45),
         lambda p: p.fasciculation(30).full_workup().condition(ICD, "G25.81", "Restless legs syndrome", 60),
     )

@@ -321,3 +321,22 @@ def test_cli_evaluate_prints_cards() -> None:
         [sys.executable, "-m", "cds_service", "evaluate", "/no/such/file.json"], capture_output=True, text=True, cwd=ROOT
     )
     assert bad.returncode == 2 and "no such file" in bad.stderr
+
+
+def test_prefetch_templates_are_2_0_and_short() -> None:
+    """Discovery asks for exactly what the rules read, with 2.0 tokens only, each URL under 2,000
+    characters after rendering a realistic patient id."""
+    from cds_service.clinical.services import prefetch_templates
+    from cds_service.data.templates import check_template, render, token_values
+
+    specs = prefetch_templates(T)
+    values = token_values({"patientId": "a" * 64, "userId": "Practitioner/dr-1"})
+    for spec in specs:
+        check_template(spec.template)
+        rendered = render(spec.template, values)
+        assert rendered is not None and len(rendered) < 2000, spec.key
+        assert "{{" not in rendered
+    observation_searches = [s for s in specs if s.template.startswith("Observation?")]
+    assert all("_count=" in s.template for s in observation_searches)
+    assert all("_sort=-date" in s.template for s in observation_searches)
+    assert {s.key for s in specs if s.required} == {"conditions", "labs", "findings"}
