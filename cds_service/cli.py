@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
@@ -108,15 +108,50 @@ def _healthcheck(args: argparse.Namespace) -> int:
         return 1
 
 
+# One advisory lock id for this service's schema ("CDSF"); any constant works if unique per database.
+MIGRATION_LOCK_ID = 0x43445346
+
+
+async def _holding_migration_lock(url: str, work: Callable[[], None]) -> None:
+    """Run ``work`` while holding a Postgres session advisory lock. Replicas that start together
+    (Kubernetes init containers) each run ``migrate up``; without the lock they would race on the
+    same DDL and all but one fail. With it the others wait, then find the schema at head."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    from cds_service.storage.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+            try:
+                await asyncio.to_thread(work)  # Alembic runs its own event loop in that thread
+            finally:
+                await conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
+    finally:
+        await engine.dispose()
+
+
 def _migrate(args: argparse.Namespace) -> int:
+    import asyncio
+
     from cds_service.settings import get_settings
     from cds_service.storage.db import downgrade, upgrade
 
     url = get_settings().db_url
-    if args.direction == "up":
-        upgrade(url, args.revision or "head")
+
+    def work() -> None:
+        if args.direction == "up":
+            upgrade(url, args.revision or "head")
+        else:
+            downgrade(url, args.revision or "-1")
+
+    if url.startswith("postgresql"):
+        asyncio.run(_holding_migration_lock(url, work))
     else:
-        downgrade(url, args.revision or "-1")
+        work()
     print(f"migrated {args.direction} to {args.revision or ('head' if args.direction == 'up' else '-1')}")
     return 0
 

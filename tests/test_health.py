@@ -92,6 +92,26 @@ def test_ready_only_at_migration_head_on_postgres(postgres_url: str) -> None:
         assert r.status_code == 503 and r.json()["migrations"] == "not applied"
 
 
+@pytest.mark.postgres
+def test_replicas_migrating_at_once_queue_on_a_lock(postgres_url: str) -> None:
+    """Three init containers starting together: all succeed, the schema ends at head."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    full.update(CDS_DATABASE_URL=postgres_url, PYTHONPATH=str(ROOT))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "cds_service", "migrate", "up"],
+            env=full,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=120)[0].decode(errors="replace") for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outputs
+    with run_cds_server(dict(PROBE_ENV, CDS_DATABASE_URL=postgres_url, CDS_AUTO_MIGRATE="false")) as s:
+        assert httpx.get(s.url("/readyz")).json()["migrations"] == "current"
+
+
 @pytest.mark.redis
 def test_readiness_checks_redis_when_configured() -> None:
     url = redis_or_skip()
