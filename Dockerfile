@@ -23,9 +23,13 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY cds_service ./cds_service
+# Dependencies first, from pyproject.toml alone, so a change of code rebuilds only the layers below.
 RUN python3 -m venv /opt/cds \
-    && /opt/cds/bin/pip install --no-cache-dir . \
+    && python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+       > requirements.txt \
+    && /opt/cds/bin/pip install --no-cache-dir -r requirements.txt
+COPY cds_service ./cds_service
+RUN /opt/cds/bin/pip install --no-cache-dir --no-deps . \
     && /opt/cds/bin/python -m compileall -q /opt/cds/lib \
     && /opt/cds/bin/pip uninstall --yes pip
 
@@ -37,12 +41,16 @@ RUN groupadd --gid 10001 cds \
     && useradd --uid 10001 --gid cds --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin cds
 COPY --from=build /opt/cds /opt/cds
+# The card catalogue is data that clinicians review and edit (cards/*.yaml), not code; a hospital
+# may mount its own reviewed copy over /opt/cds/cards.
+COPY cards /opt/cds/cards
 # Production defaults: JWT required and CORS closed come with CDS_PROFILE=production; the
 # database, Redis, hash key and trust settings come from the environment (see docs/deployment.md).
 ENV PATH=/opt/cds/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     TMPDIR=/tmp \
+    CDS_CARDS_DIR=/opt/cds/cards \
     CDS_PROFILE=production \
     CDS_HOST=0.0.0.0 \
     CDS_PORT=8100 \

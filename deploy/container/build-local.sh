@@ -115,4 +115,7 @@ buildah bud --isolation chroot --network host --format docker --layers -q \
   --build-arg PIP_NO_INDEX=1 --build-arg PIP_FIND_LINKS=/wheelhouse \
   --volume "$wheels:/wheelhouse:ro" \
   -f "$root/Dockerfile" -t "$image" "$root" >&2
+# Earlier builds of this project whose tag has moved on: remove them (cached layers stay).
+buildah images --filter dangling=true --filter "label=org.opencontainers.image.title=cds-fasciculation" -q \
+  | xargs -r buildah rmi >/dev/null 2>&1 || true
 echo "$image"
