@@ -15,6 +15,7 @@ from typing import Any
 
 from cds_service.clinical.record import label_of, parse_when
 from cds_service.clinical.terminology import Terminology
+from cds_service.jsonshape import items, obj, string
 
 ORDER_TYPES = frozenset(
     {
@@ -47,12 +48,11 @@ def _texts(res: dict[str, Any]) -> list[str]:
         cc = res.get(key)
         if isinstance(cc, dict):
             out.append(label_of(cc, ""))
-    for n in res.get("note") or ():
-        if isinstance(n, dict) and isinstance(n.get("text"), str):
+    for n in items(res.get("note")):
+        if isinstance(n.get("text"), str):
             out.append(n["text"])
-    for d in res.get("orderDetail") or ():
-        if isinstance(d, dict):
-            out.append(label_of(d, ""))
+    for d in items(res.get("orderDetail")):
+        out.append(label_of(d, ""))
     return [t for t in out if t]
 
 
@@ -78,14 +78,10 @@ def _medication_cc(res: dict[str, Any]) -> Any:
     cc = res.get("medicationCodeableConcept")
     if isinstance(cc, dict):
         return cc
-    ref = (
-        (res.get("medicationReference") or {}).get("reference")
-        if isinstance(res.get("medicationReference"), dict)
-        else None
-    )
+    ref = obj(res.get("medicationReference")).get("reference")
     if isinstance(ref, str) and ref.startswith("#"):
-        for c in res.get("contained") or ():
-            if isinstance(c, dict) and c.get("resourceType") == "Medication" and c.get("id") == ref[1:]:
+        for c in items(res.get("contained")):
+            if c.get("resourceType") == "Medication" and c.get("id") == ref[1:]:
                 return c.get("code")
     return None
 
@@ -100,7 +96,7 @@ def read_drafts(term: Terminology, draft_orders: Any) -> list[Draft]:
     drafts = []
     for i, entry in enumerate(entries):
         res = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(res, dict) or res.get("resourceType") not in ORDER_TYPES:
+        if not isinstance(res, dict) or string(res.get("resourceType")) not in ORDER_TYPES:
             continue
         kind = str(res["resourceType"])
         has_id = isinstance(res.get("id"), str) and bool(res.get("id"))
@@ -117,7 +113,7 @@ def read_drafts(term: Terminology, draft_orders: Any) -> list[Draft]:
         for text in _texts(res):
             concepts |= term.match_text(text)
         reasons: set[str] = set()
-        for rc in res.get("reasonCode") or ():
+        for rc in items(res.get("reasonCode")):
             reasons |= term.match_cc(rc, use_text=False)
         drafts.append(
             Draft(

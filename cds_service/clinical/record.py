@@ -17,6 +17,7 @@ from typing import Any
 
 from cds_service.clinical.terminology import LOINC, Terminology
 from cds_service.clinical.units import normalise, normalise_range
+from cds_service.jsonshape import items, obj, string
 
 RESULT = frozenset({"final", "amended", "corrected"})
 PENDING_OBS = frozenset({"registered", "preliminary"})
@@ -49,8 +50,8 @@ def parse_when(value: Any) -> datetime | None:
 
 def _code(cc: Any, system: str | None = None) -> str | None:
     if isinstance(cc, dict):
-        for c in cc.get("coding") or ():
-            if isinstance(c, dict) and (system is None or c.get("system") == system) and c.get("code"):
+        for c in items(cc.get("coding")):
+            if (system is None or c.get("system") == system) and c.get("code"):
                 return str(c["code"])
     return None
 
@@ -58,7 +59,7 @@ def _code(cc: Any, system: str | None = None) -> str | None:
 def _codes(cc: Any) -> set[str]:
     if not isinstance(cc, dict):
         return set()
-    return {str(c["code"]) for c in cc.get("coding") or () if isinstance(c, dict) and c.get("code")}
+    return {str(c["code"]) for c in items(cc.get("coding")) if c.get("code")}
 
 
 def label_of(cc: Any, fallback: str) -> str:
@@ -66,8 +67,8 @@ def label_of(cc: Any, fallback: str) -> str:
     if isinstance(cc, dict):
         if isinstance(cc.get("text"), str) and cc["text"]:
             return str(cc["text"])
-        for c in cc.get("coding") or ():
-            if isinstance(c, dict) and (c.get("display") or c.get("code")):
+        for c in items(cc.get("coding")):
+            if c.get("display") or c.get("code"):
                 return str(c.get("display") or c.get("code"))
     return fallback
 
@@ -84,7 +85,7 @@ _REFLEX_TEXT = (
 
 def _icd_only(cc: Any, norm_code: str) -> bool:
     """True when the only ICD-10-CM coding of ``cc`` is ``norm_code`` and no other system codes it."""
-    codings = [c for c in (cc or {}).get("coding") or () if isinstance(c, dict)]
+    codings = items(obj(cc).get("coding"))
     if not codings:
         return False
     icd = [
@@ -93,6 +94,11 @@ def _icd_only(cc: Any, norm_code: str) -> bool:
         if "icd-10" in str(c.get("system", ""))
     ]
     return bool(icd) and all(code == norm_code for code in icd) and len(icd) == len(codings)
+
+
+def _interpretation(o: dict[str, Any]) -> set[str]:
+    """Interpretation codes: R4 sends an array of CodeableConcepts, STU3 a single one."""
+    return set().union(*(_codes(i) for i in items(o.get("interpretation"))))
 
 
 def _ref(res: dict[str, Any]) -> str:
@@ -261,11 +267,11 @@ class RecordBuilder:
                 self._medication(rec, m)
         for a in resources.get("Appointment", ()):
             start = parse_when(a.get("start"))
-            if a.get("status") in ("proposed", "pending", "booked") and (start is None or start >= now):
+            if string(a.get("status")) in ("proposed", "pending", "booked") and (start is None or start >= now):
                 rec.future_visits.append(start or now)
         for r in resources.get("ServiceRequest", ()):
-            text = label_of(r.get("code"), "")
-            if r.get("status") in ORDER_PENDING and re.search(r"follow[- ]?up|review|recall", text, re.I):
+            label = label_of(r.get("code"), "")
+            if string(r.get("status")) in ORDER_PENDING and re.search(r"follow[- ]?up|review|recall", label, re.I):
                 rec.future_visits.append(parse_when(r.get("occurrenceDateTime")) or now)
         for results in rec.labs.values():
             results.sort(key=lambda r: r.when or datetime.min.replace(tzinfo=UTC), reverse=True)
@@ -297,7 +303,7 @@ class RecordBuilder:
             return
         concepts = self.concepts_of(c.get("code"))
         if self.use_trigger_text and re.search(
-            r"fascicul|twitch", str((c.get("code") or {}).get("text", "")), re.I
+            r"fascicul|twitch", str(obj(c.get("code")).get("text", "")), re.I
         ):
             concepts.add("fasciculation")
         if not concepts:
@@ -307,19 +313,19 @@ class RecordBuilder:
         when = parse_when(c.get("onsetDateTime")) or parse_when(c.get("recordedDate"))
         if when is None and isinstance(c.get("onsetPeriod"), dict):
             when = parse_when(c["onsetPeriod"].get("start"))
-        asserter = str((c.get("asserter") or {}).get("reference", "")) + str(
-            (c.get("recorder") or {}).get("reference", "")
+        asserter = str(obj(c.get("asserter")).get("reference", "")) + str(
+            obj(c.get("recorder")).get("reference", "")
         )
         objective = not re.match(r"^(Patient|RelatedPerson)/", asserter)
         if "muscle_weakness" in concepts and _icd_only(c.get("code"), "R531"):
             objective = False  # 'Weakness' (asthenia) without a coded exam finding
-        note = " ".join(str(n.get("text", "")) for n in c.get("note") or () if isinstance(n, dict))
+        note = " ".join(str(n.get("text", "")) for n in items(c.get("note")))
         label = self.t.label(c.get("code"), "condition")
         for concept in concepts:
             rec.facts.append(Fact(concept, _ref(c), label, when, "condition", active, objective, note))
 
     def _observation(self, rec: PatientRecord, o: dict[str, Any]) -> None:
-        status = o.get("status")
+        status = string(o.get("status"))
         if status not in RESULT and status not in PENDING_OBS:
             return
         code = o.get("code")
@@ -352,9 +358,7 @@ class RecordBuilder:
     ) -> None:
         negated = self._negated(o, bool(value_concepts))
         recent = when is None or when >= rec.now - timedelta(days=self.window)
-        performer = " ".join(
-            str(p.get("reference", "")) for p in o.get("performer") or () if isinstance(p, dict)
-        )
+        performer = " ".join(str(p.get("reference", "")) for p in items(o.get("performer")))
         objective = not re.search(r"\b(Patient|RelatedPerson)/", performer)
         label = self.t.label(o.get("valueCodeableConcept"), "") if value_concepts else ""
         label = label or self.t.label(o.get("code"), "observation")
@@ -367,11 +371,7 @@ class RecordBuilder:
         """An exam finding recorded as absent must never fire a rule."""
         if o.get("dataAbsentReason") is not None or o.get("valueBoolean") is False:
             return True
-        interp = (
-            set().union(*(_codes(i) for i in o.get("interpretation") or () if isinstance(i, dict)))
-            if o.get("interpretation")
-            else set()
-        )
+        interp = _interpretation(o)
         if "N" in interp or "NEG" in interp:
             return True
         v = o.get("valueCodeableConcept")
@@ -387,17 +387,13 @@ class RecordBuilder:
         self, rec: PatientRecord, o: dict[str, Any], concepts: set[str], when: datetime | None, pending: bool
     ) -> None:
         code = _code(o.get("code"), LOINC)
-        interp = (
-            set().union(*(_codes(i) for i in o.get("interpretation") or () if isinstance(i, dict)))
-            if o.get("interpretation")
-            else set()
-        )
+        interp = _interpretation(o)
         vq = o.get("valueQuantity") if isinstance(o.get("valueQuantity"), dict) else None
         raw_value = vq.get("value") if vq else None
         if raw_value is None and isinstance(o.get("valueInteger"), int):
             raw_value = o["valueInteger"]
-        unit = (vq.get("code") or vq.get("unit")) if vq else None
-        rr = next((r for r in o.get("referenceRange") or () if isinstance(r, dict)), {})
+        unit = (string(vq.get("code")) or string(vq.get("unit"))) if vq else None
+        rr = next(iter(items(o.get("referenceRange"))), {})
         text = str(o.get("valueString") or label_of(o.get("valueCodeableConcept"), ""))
         for concept in concepts:
             value: float | None = None
@@ -427,7 +423,7 @@ class RecordBuilder:
     def _bound(concept: str, q: Any) -> float | None:
         if not isinstance(q, dict) or not isinstance(q.get("value"), int | float):
             return None
-        return normalise_range(concept, float(q["value"]), q.get("code") or q.get("unit"))
+        return normalise_range(concept, float(q["value"]), string(q.get("code")) or string(q.get("unit")))
 
     def _order(self, rec: PatientRecord, r: dict[str, Any]) -> None:
         kind = str(r.get("resourceType"))
@@ -449,7 +445,7 @@ class RecordBuilder:
             when = parse_when(r.get("effectiveDateTime")) or parse_when(r.get("issued"))
             pending, done = status in ("registered", "partial", "preliminary"), status in RESULT
         conclusion_codes: set[str] = set()
-        for cc in r.get("conclusionCode") or ():
+        for cc in items(r.get("conclusionCode")):
             conclusion_codes |= _codes(cc)
         rec.orders.append(
             Order(
@@ -483,11 +479,11 @@ class RecordBuilder:
 
     @staticmethod
     def _contained_medication(m: dict[str, Any]) -> dict[str, Any] | None:
-        ref = (m.get("medicationReference") or {}).get("reference")
+        ref = obj(m.get("medicationReference")).get("reference")
         if not isinstance(ref, str) or not ref.startswith("#"):
             return None
-        for c in m.get("contained") or ():
-            if isinstance(c, dict) and c.get("resourceType") == "Medication" and c.get("id") == ref[1:]:
+        for c in items(m.get("contained")):
+            if c.get("resourceType") == "Medication" and c.get("id") == ref[1:]:
                 code = c.get("code")
                 return code if isinstance(code, dict) else None
         return None
@@ -495,8 +491,7 @@ class RecordBuilder:
     @staticmethod
     def _local_route(m: dict[str, Any], cc: Any) -> bool:
         """Eye drops and creams do not cause fasciculations: ignore topical/ophthalmic forms."""
-        text = label_of(cc, "")
-        for d in m.get("dosageInstruction") or m.get("dosage") or ():
-            if isinstance(d, dict):
-                text += " " + label_of(d.get("route"), "")
-        return bool(re.search(r"ophthalmic|topical|cream|ointment|otic|nasal|inhal|eye drop", text, re.I))
+        label = label_of(cc, "")
+        for d in items(m.get("dosageInstruction") or m.get("dosage")):
+            label += " " + label_of(d.get("route"), "")
+        return bool(re.search(r"ophthalmic|topical|cream|ointment|otic|nasal|inhal|eye drop", label, re.I))

@@ -16,6 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from cds_service.jsonshape import items
+
 SNOMED = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -135,7 +137,7 @@ class Terminology:
             return fallback
         if isinstance(cc.get("text"), str) and cc["text"]:
             return str(cc["text"])
-        codings = [c for c in cc.get("coding") or () if isinstance(c, dict)]
+        codings = items(cc.get("coding"))
         for c in codings:
             if isinstance(c.get("display"), str) and c["display"]:
                 return str(c["display"])
@@ -157,11 +159,10 @@ class Terminology:
         if not isinstance(cc, dict):
             return set()
         found: set[str] = set()
-        for coding in cc.get("coding") or ():
-            if isinstance(coding, dict):
-                found |= self.match_coding(coding.get("system"), coding.get("code"))
-                if use_text and not found:
-                    found |= self.match_text(coding.get("display"))
+        for coding in items(cc.get("coding")):
+            found |= self.match_coding(coding.get("system"), coding.get("code"))
+            if use_text and not found:
+                found |= self.match_text(coding.get("display"))
         if use_text:
             found |= self.match_text(cc.get("text"))
         return found
@@ -173,9 +174,7 @@ class Terminology:
             return set()
         found: set[str] = set()
         texts: list[str] = []
-        for coding in cc.get("coding") or ():
-            if not isinstance(coding, dict):
-                continue
+        for coding in items(cc.get("coding")):
             if coding.get("system") == RXNORM and isinstance(coding.get("code"), str):
                 found |= self._by_code.get((RXNORM, coding["code"]), set())
                 if coding["code"] in self.products:

@@ -36,6 +36,7 @@ import orjson
 
 from cds_service import metrics
 from cds_service.data.templates import render, token_values
+from cds_service.jsonshape import items
 from cds_service.protocol.errors import PreconditionFailed
 from cds_service.protocol.models import HookRequest
 from cds_service.registry import PrefetchSpec
@@ -107,12 +108,14 @@ def _has_error(value: dict[str, Any]) -> bool:
     if value.get("resourceType") == "OperationOutcome":
         return True
     if value.get("resourceType") == "Bundle":
-        for e in value.get("entry") or ():
-            res = e.get("resource") if isinstance(e, dict) else None
-            if isinstance(res, dict) and res.get("resourceType") == "OperationOutcome":
-                issues = res.get("issue") or ()
-                if any(isinstance(i, dict) and i.get("severity") in ("error", "fatal") for i in issues):
-                    return True
+        for e in items(value.get("entry")):
+            res = e.get("resource")
+            if (
+                isinstance(res, dict)
+                and res.get("resourceType") == "OperationOutcome"
+                and any(i.get("severity") in ("error", "fatal") for i in items(res.get("issue")))
+            ):
+                return True
     return False
 
 
@@ -121,9 +124,10 @@ def _entries(value: dict[str, Any]) -> list[dict[str, Any]]:
     if value.get("resourceType") != "Bundle":
         return [value]
     out = []
-    for e in value.get("entry") or ():
-        res = e.get("resource") if isinstance(e, dict) else None
-        if isinstance(res, dict) and res.get("resourceType") not in (None, "OperationOutcome"):
+    for e in items(value.get("entry")):
+        res = e.get("resource")
+        kind = res.get("resourceType") if isinstance(res, dict) else None
+        if isinstance(res, dict) and isinstance(kind, str) and kind != "OperationOutcome":
             out.append(res)
     return out
 
@@ -131,8 +135,8 @@ def _entries(value: dict[str, Any]) -> list[dict[str, Any]]:
 def _next_link(value: dict[str, Any]) -> str | None:
     if value.get("resourceType") != "Bundle":
         return None
-    for link in value.get("link") or ():
-        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+    for link in items(value.get("link")):
+        if link.get("relation") == "next" and isinstance(link.get("url"), str):
             return str(link["url"])
     return None
 
