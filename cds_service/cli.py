@@ -226,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("--write", action="store_true", help="write the file (default: print to stdout)")
     doc.add_argument("--check", action="store_true", help="exit 1 if the committed file is out of date")
     doc.set_defaults(func=_rules_doc)
+    from cds_service.ehr.args import add_parsers as add_ehr_parsers  # ehr ... and conformance (issue 7)
+
+    add_ehr_parsers(sub)
     return parser
 
 

@@ -8,6 +8,7 @@ or the 3.0 invariant key that restates the 2.0 text).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -220,3 +221,54 @@ def assert_valid_response(body: Any) -> None:
     problems = response_problems(body)
     if problems:
         raise ResponseInvalid(problems)
+
+
+# --------------------------------------------------------------------------- per-rule view
+# The conformance checker (cds_service/ehr/conformance.py) reports pass/fail per checklist rule;
+# these helpers map every problem text above to its rule, so the rules live in one place only.
+
+_TAGGED = re.compile(r"\((cds-resp-\d|1\.3|1\.4)\)$")
+_RULE_BY_PATH: tuple[tuple[str, str], ...] = (
+    ("uuids", "6.1-card"),
+    (".uuid", "6.1-card"),
+    (".detail", "6.1-card"),
+    (".summary", "6.1-summary"),
+    (".indicator", "6.1-indicator"),
+    (".source", "6.1-source"),
+    ("overrideReasons[", "6.1-overrideReasons"),
+    (".links[", "6.1-links"),
+    ("actions[", "6.1-action"),
+    ("suggestions", "6.1-suggestions"),
+    ("selectionBehavior", "6.1-suggestions"),
+)
+
+
+def rule_of(problem: str) -> str:
+    """The checklist rule a problem from ``response_problems``/``discovery_problems`` breaks:
+    ``1.3/1.4``, ``cds-resp-N``, ``2.2`` (discovery), ``6.1-<part>`` (card fields) or ``6``
+    (the response as a whole)."""
+    tagged = _TAGGED.search(problem)
+    if tagged:
+        return "1.3/1.4" if tagged.group(1) in ("1.3", "1.4") else tagged.group(1)
+    if problem.startswith(("services", "discovery")):
+        return "2.2"
+    head = problem.split(":", 1)[0]
+    for marker, rule in _RULE_BY_PATH:
+        if marker in head:
+            return rule
+    return "6"
+
+
+def card_recommendations(card: Any, path: str = "card") -> list[str]:
+    """What a card lacks that is recommended rather than required: a ``uuid`` on the card and on
+    each suggestion. Without them a client cannot send feedback (spec L880) and the Sandbox shows
+    no Dismiss button, so a conformant card can still be useless for feedback."""
+    if not isinstance(card, dict):
+        return []
+    out = []
+    if not (isinstance(card.get("uuid"), str) and card["uuid"]):
+        out.append(f"{path}.uuid: missing; needed for feedback (6.1 rec.)")
+    for i, s in enumerate(card.get("suggestions") or []):
+        if isinstance(s, dict) and not (isinstance(s.get("uuid"), str) and s["uuid"]):
+            out.append(f"{path}.suggestions[{i}].uuid: missing; needed for accepted feedback (6.1 rec.)")
+    return out
