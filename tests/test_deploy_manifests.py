@@ -72,6 +72,12 @@ def test_dockerfile_is_hadolint_clean() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+def test_build_script_is_shellcheck_clean() -> None:
+    script = ROOT / "deploy" / "container" / "build-local.sh"
+    out = subprocess.run([tool("shellcheck"), str(script)], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
 def test_dockerfile_production_shape() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert len(re.findall(r"^FROM ", text, re.M)) == 2  # build and runtime stages
