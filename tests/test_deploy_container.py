@@ -210,9 +210,15 @@ def test_image_serves_discovery_and_the_clinical_hook(container: dict[str, Any],
     assert 'cds_auth_failures_total{reason="no_token"} 1.0' in metrics
     assert httpx.get(base + "/metrics").status_code == 404
 
-    report = httpx.get(base + "/analytics/feedback", headers={"Authorization": f"Bearer {container['token']}"})
-    assert report.status_code == 200
-    assert report.json()["totals"]["issued"] == len(answer["cards"])
+    # issued-card rows are written just after the answer, by whichever worker served the call
+    auth = {"Authorization": f"Bearer {container['token']}"}
+    issued, deadline = -1, time.monotonic() + 30
+    while issued != len(answer["cards"]) and time.monotonic() < deadline:
+        report = httpx.get(base + "/analytics/feedback", headers=auth)
+        assert report.status_code == 200
+        issued = report.json()["totals"]["issued"]
+        time.sleep(0 if issued == len(answer["cards"]) else 0.2)
+    assert issued == len(answer["cards"])
 
     logs = sh("podman", "logs", container["id"]).stderr
     assert patient not in logs and "eyJ" not in logs and container["token"] not in logs
