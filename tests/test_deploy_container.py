@@ -4,8 +4,8 @@ hospital would (read-only root file system, its own unprivileged user, productio
 workers, Postgres and Redis from the environment, a trusted client's key mounted), and the test
 plays the EHR: discovery and a patient-view call to the clinical service, with a client JWT.
 
-Slow (about 30 s with the caches of a previous run; about 2 minutes from nothing, most of it
-debootstrap): marked ``container``.
+Slow (about 30 s with the caches of a previous run; about 3 minutes from nothing, most of it
+apt-get and debootstrap): marked ``container``.
 """
 
 from __future__ import annotations

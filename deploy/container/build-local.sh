@@ -11,7 +11,7 @@
 # read-only into the build; then `buildah bud --isolation chroot` builds the Dockerfile.
 # The base tarball and the wheelhouse are cached under CDS_BUILD_CACHE
 # (default /var/cache/cds-fasciculation), so a repeat build takes seconds; from nothing it takes
-# about a minute and a half (debootstrap is most of it). Missing tools are apt-get installed
+# about two minutes (apt-get and debootstrap are most of it). Missing tools are apt-get installed
 # when running as root. Prints the image name on the last line of stdout.
 set -euo pipefail
 
