@@ -24,6 +24,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import JSONResponse as StarletteJSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cds_service import __version__, metrics
@@ -40,6 +41,7 @@ from cds_service.protocol.models import (
     HookRequest,
     dump,
 )
+from cds_service.protocol.openapi import error_responses, feedback_openapi_extra, hook_openapi_extra
 from cds_service.protocol.validate import response_problems
 from cds_service.registry import HookCall, Registry, load_services
 from cds_service.settings import Settings, get_settings
@@ -53,8 +55,9 @@ from cds_service.trust.runtime import TrustRuntime
 log = logging.getLogger("cds.service")
 
 
-class JSONResponse(Response):
-    """orjson-serialised JSON; the one response class of the service."""
+class JSONResponse(StarletteJSONResponse):
+    """orjson-serialised JSON; the one response class of the service. A JSONResponse subclass so
+    FastAPI publishes the response models in /openapi.json (for any other class it writes "string")."""
 
     media_type = "application/json"
 
@@ -222,13 +225,21 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         runtime: Runtime = request.app.state.rt
         return runtime
 
-    @app.get("/cds-services", response_model=DiscoveryResponse, tags=["CDS Hooks"])
+    @app.get(
+        "/cds-services", response_model=DiscoveryResponse, tags=["CDS Hooks"], responses=error_responses(401)
+    )
     async def discovery(request: Request) -> Response:
         """Discovery: every (id, hook) this process serves, with its prefetch templates."""
         services = [s.descriptor() for s in rt(request).registry.all()]
         return JSONResponse(dump(DiscoveryResponse(services=services)))
 
-    @app.post("/cds-services/{service_id}", response_model=CdsResponse, tags=["CDS Hooks"])
+    @app.post(
+        "/cds-services/{service_id}",
+        response_model=CdsResponse,
+        tags=["CDS Hooks"],
+        responses=error_responses(400, 401, 404, 412, 413),
+        openapi_extra=hook_openapi_extra(),  # the body is parsed by hand (exact 400/404/412), not by FastAPI
+    )
     async def call_service(service_id: str, request: Request) -> Response:
         """Invoke a service: dispatch on (id, hook), gather data, run the handler, check the answer."""
         r = rt(request)
@@ -281,7 +292,12 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         metrics.cards_issued(service_id, result.issued)
         return JSONResponse(result.body)
 
-    @app.post("/cds-services/{service_id}/feedback", tags=["CDS Hooks"])
+    @app.post(
+        "/cds-services/{service_id}/feedback",
+        tags=["CDS Hooks"],
+        responses=error_responses(400, 401, 404, 413),
+        openapi_extra=feedback_openapi_extra(),
+    )
     async def feedback(service_id: str, request: Request) -> Response:
         """Store feedback durably (idempotently) before answering 200."""
         r = rt(request)

@@ -19,6 +19,7 @@ from fastapi.responses import Response
 
 from cds_service import metrics
 from cds_service.protocol.errors import BadRequest, NotFound, operation_outcome
+from cds_service.protocol.openapi import error_responses
 from cds_service.settings import Settings
 from cds_service.storage.analytics import feedback_report
 from cds_service.storage.repo import parse_timestamp
@@ -70,7 +71,7 @@ def _authorised(request: Request, settings: Settings) -> bool:
     )
 
 
-@router.get("/analytics/feedback", tags=["Analytics"])
+@router.get("/analytics/feedback", tags=["Analytics"], responses=error_responses(400, 401, 404))
 async def analytics_feedback(
     request: Request, since: str | None = None, until: str | None = None, top: int = 5
 ) -> Response:
