@@ -4,8 +4,11 @@ of docs/testing.md (with free ports instead of the documented ones)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +16,7 @@ import httpx
 import pytest
 
 from tests.support.ehr_cli import cds_cli, jwt_server, ok
-from tests.support.servers import FHIR_TOKEN, CdsServer, FhirServer, run_cds_server
+from tests.support.servers import FHIR_TOKEN, ROOT, CdsServer, FhirServer, run_cds_server, stop, wait_http
 
 pytestmark = pytest.mark.e2e
 
@@ -44,6 +47,20 @@ def fhir(fhir_open: FhirServer) -> str:
     assert f"patient {WEAK}, dates shifted to today" in out
     assert f"patient {QUIET}" in out
     return fhir_open.base
+
+
+@contextlib.contextmanager
+def jwks_process(keys: Path, port: int) -> Iterator[str]:
+    """``cds-fasciculation ehr jwks`` running in the background; yields its JWK Set URL."""
+    exe = Path(sys.executable).parent / "cds-fasciculation"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "cds_service"]
+    proc = subprocess.Popen([*cmd, "ehr", "jwks", "--key-dir", str(keys), "--port", str(port)], cwd=ROOT)
+    url = f"http://127.0.0.1:{port}/.well-known/jwks.json"
+    try:
+        wait_http(url, proc)
+        yield url
+    finally:
+        stop(proc)
 
 
 def call(server: CdsServer, *args: str, patient: str = WEAK) -> tuple[int, str, str]:
@@ -198,9 +215,18 @@ def test_signed_calls_es384_via_jku_and_rs384_via_jwks_file(fhir: str, tmp_path:
         assert f"{SERVICE}  hook=patient-view" in ok(cds_cli("ehr", "discover", url, *sign))
         unsigned = cds_cli("ehr", "discover", url)
         assert unsigned.returncode == 1 and "HTTP 401" in unsigned.stderr
+        rc, _, err = call(server, "--fhir", fhir)
+        assert rc == 1 and "HTTP 401" in err
         rc, out, err = call(server, "--fhir", fhir, *sign)
         assert rc == 0, err
         assert "CRITICAL" in out
+        # 'ehr jwks' serves the key set on its own; a signed command then finds its port taken by
+        # a server already publishing its key, and uses it.
+        with jwks_process(keys, port) as jku:
+            kid = httpx.get(jku).json()["keys"][0]["kid"]
+            assert kid in ok(cds_cli("ehr", "keys", "--key-dir", str(keys)))
+            rc, _, err = call(server, "--fhir", fhir, *sign)
+            assert rc == 0, err  # binding the taken port would have failed it otherwise
         assert not re.search(r"eyJ[\w-]+\.eyJ", server.logs())  # no JWT in the service's log
     es_entry = json.loads(ok(cds_cli("ehr", "keys", "--key-dir", str(keys), "--issuer-json")))
     env = {"CDS_TRUSTED_ISSUERS": json.dumps(es_entry + rs_entry), "CDS_REQUIRE_CLIENT_JWT": "true"}

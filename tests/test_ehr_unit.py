@@ -251,3 +251,34 @@ def test_report_levels_and_exit_codes() -> None:
     assert report.exit_code() == 1
     assert "FAIL  6.1-summary" in report.format_text()
     assert report.as_json()["rules"][0]["rule"] == "1.1"
+
+
+def test_bad_inputs_are_usage_errors_not_tracebacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cds_service.cli import main
+
+    drafts = tmp_path / "drafts.yaml"
+    drafts.write_text("entry: [")
+    assert main(["conformance", "http://127.0.0.1:9/cds-services", "--drafts", str(drafts)]) == 2
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "es384-private.pem").write_text("not a key")
+    assert main(["ehr", "keys", "--key-dir", str(tmp_path / "keys")]) == 2
+    response = tmp_path / "response.json"
+    response.write_text("[]")
+    argv = [
+        "ehr",
+        "feedback",
+        "http://127.0.0.1:9",
+        "--service",
+        "s",
+        "--response",
+        str(response),
+        "--card",
+        "1",
+        "--dismiss",
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "drafts" in err and "signing key" in err and "expected a JSON object" in err
+    assert "Traceback" not in err

@@ -31,6 +31,10 @@ class UsageError(Exception):
     """Bad arguments or inputs: reported on stderr with exit code 2."""
 
 
+class Refused(Exception):
+    """The service answered, but not with what the command needs: stderr, exit code 1."""
+
+
 def _err(text: str) -> None:
     print(text, file=sys.stderr)
 
@@ -43,13 +47,36 @@ def _signer(args: argparse.Namespace) -> Iterator[signing.Signer | None]:
         return
     if args.key_dir is None:
         raise UsageError("--sign needs --key-dir DIR (where the private key is kept)")
-    key = signing.load_or_create(args.key_dir, args.sign)
+    key = _key(args.key_dir, args.sign)
     if args.jku:
         yield signing.Signer(key, args.iss, None if args.no_jku else args.jku, args.tenant)
         return
     with signing.serving_jwks(key, args.jwks_port) as jku:
         _err(f"JWK Set (kid {key.kid}) served at {jku}")
         yield signing.Signer(key, args.iss, None if args.no_jku else jku, args.tenant)
+
+
+def _key(directory: Path, alg: str) -> signing.ClientKey:
+    try:
+        return signing.load_or_create(directory, alg)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"signing key in {directory}: {exc}") from None
+
+
+def _drafts(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        return cl.load_drafts(path)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"drafts {path}: {exc}") from None
+
+
+def _read_object(path: Path) -> dict[str, Any]:
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a JSON object")
+    return data
 
 
 def _read_json(path: Path) -> Any:
@@ -94,7 +121,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
 def _service(client: cl.CdsClient, service_id: str, hook: str) -> dict[str, Any]:
     resp = client.discover()
     if resp.status_code != 200:
-        raise UsageError(f"discovery {client.discovery_url}: HTTP {resp.status_code}")
+        raise Refused(f"discovery {client.discovery_url}: HTTP {resp.status_code}")
     for s in resp.json().get("services") or []:
         if s.get("id") == service_id and s.get("hook") == hook:
             found: dict[str, Any] = s
@@ -116,7 +143,7 @@ def _build(
     args: argparse.Namespace, svc: dict[str, Any], http: httpx.Client
 ) -> tuple[dict[str, Any], list[Fetched]]:
     """The hook request the simulated EHR sends, and what it read for the prefetch."""
-    drafts = cl.load_drafts(args.drafts) if args.drafts else None
+    drafts = _drafts(args.drafts)
     if args.hook in cl.ORDER_HOOKS and drafts is None:
         raise UsageError(f"{args.hook} needs --drafts FILE (a Bundle or a JSON list of draft orders)")
     ctx = cl.hook_context(args.hook, args.patient, args.user, args.encounter, drafts, args.selections)
@@ -129,7 +156,7 @@ def _build(
     if not plan.send:
         fetched = [Fetched(k, None, None, "not fetched") for k in templates]
     elif args.prefetch_file:
-        given = _read_json(args.prefetch_file)
+        given = _read_object(args.prefetch_file)
         fetched = [
             Fetched(k, "file", given[k], "from file") if k in given else Fetched(k, None, None, "not in file")
             for k in templates
@@ -170,7 +197,12 @@ def cmd_call(args: argparse.Namespace) -> int:
         _err(f"{client.service_url(args.service)}: HTTP {resp.status_code}")
         _err(resp.text[:2000])
         return 1
-    answer = resp.json()
+    try:
+        answer = resp.json()
+    except ValueError:
+        raise Refused(f"{client.service_url(args.service)}: 200 without a JSON body") from None
+    if not isinstance(answer, dict):
+        raise Refused(f"{client.service_url(args.service)}: the answer is not a JSON object")
     if args.save:
         args.save.write_text(json.dumps(answer, indent=2))
         _err(f"response saved to {args.save}")
@@ -185,7 +217,7 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
-    answer = _read_json(args.response)
+    answer = _read_object(args.response)
     try:
         card = cl.pick_card(answer.get("cards") or [], args.card)
         if args.accept:
@@ -206,7 +238,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    key = signing.load_or_create(args.key_dir, args.alg)
+    key = _key(args.key_dir, args.alg)
     jku = None if args.no_jku else signing.jku_for_port(args.jwks_port)
     if args.write_jwks:
         args.write_jwks.write_text(json.dumps(key.jwks(), indent=2))
@@ -222,7 +254,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_jwks(args: argparse.Namespace) -> int:
-    key = signing.load_or_create(args.key_dir, args.alg)
+    key = _key(args.key_dir, args.alg)
     server = signing.JwksServer(key.jwks(), args.port).start()
     print(f"serving the JWK Set (kid {key.kid}) at {server.url}; Ctrl-C to stop", flush=True)
     try:
@@ -235,9 +267,9 @@ def cmd_jwks(args: argparse.Namespace) -> int:
 
 
 def cmd_conformance(args: argparse.Namespace) -> int:
-    from cds_service.ehr.conformance import Checker, Options
+    from cds_service.ehr.conformance import Checker, Options, UnknownService
 
-    drafts = cl.load_drafts(args.drafts) if args.drafts else None
+    drafts = _drafts(args.drafts)
     opts = Options(
         base_url=args.url,
         service=args.service,
@@ -256,7 +288,7 @@ def cmd_conformance(args: argparse.Namespace) -> int:
     with cl.http_client() as http, _signer(args) as signer:
         try:
             report = Checker(opts, http, signer).run()
-        except ValueError as exc:
+        except UnknownService as exc:
             raise UsageError(str(exc)) from None
     print(json.dumps(report.as_json(), indent=2) if args.json else report.format_text())
     return report.exit_code(args.strict)
@@ -275,6 +307,9 @@ def guarded(func: Any) -> Any:
         except UsageError as exc:
             _err(f"error: {exc}")
             return 2
+        except Refused as exc:
+            _err(f"error: {exc}")
+            return 1
         except httpx.HTTPError as exc:
             _err(f"error: {type(exc).__name__}: {exc}")
             return 2

@@ -97,7 +97,10 @@ def load_drafts(path: Path) -> dict[str, Any]:
     resources, returned as the ``draftOrders`` Bundle. Drafts are not validated: real EHRs send
     invalid ones too, and a service must cope."""
     text = path.read_text()
-    data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    try:
+        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc})") from None
     if isinstance(data, list):
         return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in data]}
     if isinstance(data, dict) and data.get("resourceType") == "Bundle":

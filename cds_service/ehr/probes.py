@@ -1,4 +1,5 @@
-"""HTTP-level probes of the conformance checker: bad input, URL forms, CORS, client JWTs, error bodies.
+"""Probes of the conformance checker beyond the plain hook calls: bad input, URL forms, CORS, client
+JWTs, error bodies, feedback, and the draft-order shapes real clients send.
 
 ``Session`` is what every probe shares: the client, the report, and one ``send`` that records
 what the rules about *every* answer need (1.1 JSON content type, 7-outcome error bodies) and
@@ -16,7 +17,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from cds_service.ehr.client import AUTO, CdsClient
+from cds_service.ehr.client import AUTO, CdsClient, accepted, overridden
+from cds_service.ehr.defaults import SANDBOX_LIKE_ORIGIN
 from cds_service.ehr.rules import Report
 from cds_service.ehr.signing import Signer, generate
 
@@ -232,6 +234,10 @@ def auth(s: Session, service_id: str, body: dict[str, Any], signer: Signer | Non
             refusals.append((what, resp))
 
     expect_401("9.2-required", "discovery without JWT", "GET", s.client.discovery_url, None, None)
+    origin = {"Origin": SANDBOX_LIKE_ORIGIN}
+    refused = s.send("GET", s.client.discovery_url, token=None, headers=origin, where="401 with Origin")
+    cors_ok = refused.headers.get("access-control-allow-origin") in (SANDBOX_LIKE_ORIGIN, "*")
+    r.check("9.3-cors", cors_ok, "a 401 answer has no Access-Control-Allow-Origin: browsers cannot see it")
     expect_401("9.2-required", "service call without JWT", "POST", service, fresh(body), None)
     expect_401(
         "9.2-required", "feedback without JWT", "POST", s.client.feedback_url(service_id), feedback, None
@@ -280,3 +286,69 @@ def error_bodies(s: Session) -> None:
             body = None
         good = isinstance(body, dict) and body.get("resourceType") == "OperationOutcome"
         s.report.check("7-outcome", good, f"{where}: {describe(resp)} without an OperationOutcome body")
+
+
+def sandbox_drafts(patient: str) -> dict[str, dict[str, Any]]:
+    """Drafts in the shapes the public Sandbox sends (checklist 13.2), always in a Bundle
+    without ``type``: an R4 MedicationRequest before a drug is picked (no medication, no intent),
+    and a DSTU2 MedicationOrder (what it sends with a DSTU2 FHIR server)."""
+    return {
+        "R4 draft without medication or intent": {
+            "resourceType": "MedicationRequest",
+            "id": "request-123",
+            "status": "draft",
+            "subject": {"reference": f"Patient/{patient}"},
+            "authoredOn": "2026-01-01",
+        },
+        "DSTU2 MedicationOrder draft": {
+            "resourceType": "MedicationOrder",
+            "id": "order-123",
+            "status": "draft",
+            "patient": {"reference": f"Patient/{patient}"},
+            "dateWritten": "2026-01-01",
+            "medicationCodeableConcept": {"text": "acetaminophen 500 mg tablet"},
+        },
+    }
+
+
+def feedback(s: Session, sid: str, returned: list[dict[str, Any]]) -> None:
+    """Feedback as clients send it, on the cards the service returned (8)."""
+    r = s.report
+    cards = [c for c in returned if c.get("uuid")]
+    if not cards:
+        r.skip("8", f"{sid}: no card with a uuid came back, so a client has nothing to give feedback on")
+        return
+    items = [("overridden without reason", overridden(cards[0]))]
+    with_reasons = next((c for c in cards if c.get("overrideReasons")), None)
+    if with_reasons is not None:
+        first = with_reasons["overrideReasons"][0]
+        # As the Sandbox sends it: code and system, no display (and nothing the service left out).
+        fields = first if isinstance(first, dict) else {}
+        reason = {k: fields[k] for k in ("system", "code") if isinstance(fields.get(k), str)} or None
+        items.append(("overridden with a reason", overridden(with_reasons, reason, "conformance check")))
+    pair = next(((c, sg) for c in cards for sg in c.get("suggestions") or [] if sg.get("uuid")), None)
+    if pair is not None:
+        items.append(("accepted", accepted(pair[0], [pair[1]])))
+    for what, item in items:
+        resp = s.send(
+            "POST", s.client.feedback_url(sid), {"feedback": [item]}, where=f"{sid} feedback {what}"
+        )
+        if resp.status_code in (404, 405) and what == items[0][0]:
+            r.skip("8", f"{sid}: no feedback endpoint ({describe(resp)}); the spec makes it optional (MAY)")
+            return
+        r.check("8", 200 <= resp.status_code < 300, f"{sid} feedback {what}: {describe(resp)}, expected 2xx")
+    stranger = {"feedback": [{**items[0][1], "card": f"unknown-card-{uuid.uuid4()}"}]}
+    resp = s.send("POST", s.client.feedback_url(sid), stranger, where=f"{sid} feedback, unknown card")
+    r.check(
+        "8",
+        resp.status_code < 500,
+        f"{sid} feedback on an unknown card: {describe(resp)}, expected 2xx or 4xx",
+    )
+    batch = {"feedback": [item for _, item in items]}
+    for attempt in ("batch", "same batch again"):
+        resp = s.send("POST", s.client.feedback_url(sid), batch, where=f"{sid} feedback {attempt}")
+        r.check(
+            "8",
+            200 <= resp.status_code < 300,
+            f"{sid} feedback {attempt}: {describe(resp)}, expected 2xx",
+        )

@@ -37,6 +37,11 @@ RULES: tuple[Rule, ...] = (
     Rule("4.3.1", "SHOULD", "Prefetch keys left out are fetched from fhirServer"),
     Rule("4.3.2", "MUST", "412 when required data is unavailable (no prefetch, no fhirServer)"),
     Rule("4.3.6", "SHOULD", "OperationOutcome prefetch values are handled (200 or 412, never 400/5xx)"),
+    Rule(
+        "5-drafts",
+        "REC",
+        "Order hooks accept drafts as real clients send them (no Bundle.type, DSTU2, incomplete)",
+    ),
     Rule("6", "MUST", "Hook calls are answered 200 with {cards[, systemActions]} and nothing else"),
     Rule("6.1-summary", "MUST", "Card summary present and shorter than 140 characters"),
     Rule("6.1-indicator", "MUST", "Card indicator is info, warning or critical"),
