@@ -12,10 +12,12 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
@@ -102,6 +104,51 @@ def load(path: Path, now: datetime | None = None, root: Path = ROOT) -> Fixture:
     bundle.pop("meta", None)
     bundle["timestamp"] = now.isoformat(timespec="seconds")
     return Fixture(path.stem, patient["id"], bundle)
+
+
+def matches_template(resource: dict[str, Any], template: str) -> bool:
+    """Would a FHIR server return ``resource`` for this prefetch template (one patient's data)?
+
+    Same resource type, the ``code`` filter (any coding's ``system|code`` in the list) and the
+    ``status`` filter; a ``Type/{{...}}`` read matches every resource of that type. This is the
+    filter the golden tests and the benchmark apply when they play the EHR, so both send what a
+    real EHR would prefetch for our discovery templates.
+    """
+    path, _, query = template.partition("?")
+    if path.startswith(resource["resourceType"] + "/"):
+        return True
+    if path != resource["resourceType"]:
+        return False
+    params = parse_qs(urlsplit("?" + query).query)
+    if "code" in params:
+        wanted = set(params["code"][0].split(","))
+        codings = (resource.get("code") or {}).get("coding") or []
+        if not any(f"{c.get('system')}|{c.get('code')}" in wanted for c in codings):
+            return False
+    return "status" not in params or resource.get("status") in params["status"][0].split(",")
+
+
+def prefetch_for(fixture: Fixture, templates: Mapping[str, str]) -> dict[str, Any]:
+    """The full prefetch an EHR would send for ``templates`` (discovery's ``prefetch``): the
+    Patient for the read template and a searchset Bundle per search template.
+
+    Shared by the golden tests (tests/test_golden.py, tests/test_order_hooks.py) and the benchmark
+    (bench/), so the benchmark measures exactly the payloads whose clinical output the tests pin.
+    """
+    resources = fixture.resources()
+    out: dict[str, Any] = {}
+    for key, template in templates.items():
+        if template.startswith("Patient/"):
+            out[key] = next(r for r in resources if r["resourceType"] == "Patient")
+            continue
+        found = [r for r in resources if matches_template(r, template)]
+        out[key] = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": len(found),
+            "entry": [{"fullUrl": f"{r['resourceType']}/{r['id']}", "resource": r} for r in found],
+        }
+    return out
 
 
 def all_fixtures(root: Path = ROOT) -> list[Path]:

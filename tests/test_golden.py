@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -55,38 +54,6 @@ def loaded(fhir_bearer: FhirServer) -> dict[str, fixtures.Fixture]:
     return out
 
 
-def _matches(resource: dict[str, Any], template: str) -> bool:
-    """What a FHIR server returns for one of our templates: same type, and the code filter."""
-    path, _, query = template.partition("?")
-    if path.startswith(resource["resourceType"] + "/"):
-        return True
-    if path != resource["resourceType"]:
-        return False
-    params = parse_qs(urlsplit("?" + query).query)
-    if "code" in params:
-        wanted = set(params["code"][0].split(","))
-        codings = (resource.get("code") or {}).get("coding") or []
-        if not any(f"{c.get('system')}|{c.get('code')}" in wanted for c in codings):
-            return False
-    return "status" not in params or resource.get("status") in params["status"][0].split(",")
-
-
-def full_prefetch(fx: fixtures.Fixture, templates: dict[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, template in templates.items():
-        if template.startswith("Patient/"):
-            out[key] = next(r for r in fx.resources() if r["resourceType"] == "Patient")
-            continue
-        found = [r for r in fx.resources() if _matches(r, template)]
-        out[key] = {
-            "resourceType": "Bundle",
-            "type": "searchset",
-            "total": len(found),
-            "entry": [{"fullUrl": f"{r['resourceType']}/{r['id']}", "resource": r} for r in found],
-        }
-    return out
-
-
 def summarise(body: dict[str, Any]) -> list[dict[str, Any]]:
     """The response reduced to what expected.yaml states: rule, indicator, suggested codes."""
     out = []
@@ -118,7 +85,7 @@ def test_every_fixture_has_expectations() -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_full_prefetch(server: CdsServer, discovery: dict[str, str], name: str) -> None:
     fx = fixtures.load(fixtures.ROOT / "patients" / f"{name}.json")
-    body = hook_body(patient=fx.patient_id, prefetch=full_prefetch(fx, discovery))
+    body = hook_body(patient=fx.patient_id, prefetch=fixtures.prefetch_for(fx, discovery))
     check(name, checked(httpx.post(server.url(SERVICE), json=body, timeout=30)))
 
 

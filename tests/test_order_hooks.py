@@ -16,7 +16,6 @@ from cds_service import fixtures
 from tests.support.client import checked, hook_body
 from tests.support.fhir_validator import validate_resources
 from tests.support.servers import FHIR_TOKEN, CdsServer, FhirServer, run_cds_server
-from tests.test_golden import full_prefetch
 
 pytestmark = pytest.mark.e2e
 
@@ -81,7 +80,7 @@ def test_discovery_lists_both_order_hooks_under_one_id(templates: dict[str, dict
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_case_with_prefetch(server: CdsServer, templates: dict[str, dict[str, str]], case: dict[str, Any]) -> None:
     fx = fixtures.load(fixtures.ROOT / "patients" / f"{case['patient']}.json")
-    body = request(case, fx, prefetch=full_prefetch(fx, templates[case["hook"]]))
+    body = request(case, fx, prefetch=fixtures.prefetch_for(fx, templates[case["hook"]]))
     got = summarise(checked(httpx.post(server.url(SERVICE), json=body, timeout=30)))
     assert got == case["expect"], case["why"]
 
