@@ -1,0 +1,61 @@
+"""CI runs the benchmark's quick mode: it must complete and print every row, every FHIR query and
+every target. No figure is checked (benchmarks print figures; tests never assert on time)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import ROOT
+
+pytestmark = pytest.mark.e2e
+
+ROWS = [
+    "patient-view, 50 Obs, prefetch",
+    "patient-view, 300 Obs, prefetch",
+    "patient-view, 2,000 Obs, prefetch",
+    "patient-view, 2,000 Obs, no fasciculation",
+    "order-sign, 5 drafts, 300 Obs, prefetch",
+    "patient-view, 300 Obs, no prefetch (fetches from SEKMET)",
+    "floor, 300-Obs body",
+    "floor, 2,000-Obs body",
+    "floor, 50-Obs body",
+    "HealthChain 0.16.1, 300-Obs body",
+]
+TARGETS = [
+    "patient-view 300 Obs throughput / floor",
+    "patient-view 300 Obs throughput / HealthChain",
+    "patient-view 2,000 Obs throughput / floor",
+    "no-prefetch p50 / slowest single FHIR query p50",
+    "worker RSS after",
+    "RSS growth over the last half",
+]
+
+
+def test_quick_mode_prints_every_row(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    text = done.stdout
+    for row in ROWS:
+        line = next((ln for ln in text.splitlines() if ln.startswith(row)), None)
+        assert line is not None, f"row missing: {row}\n{text}"
+        assert "ERRORS" not in line, line
+    for target in TARGETS:
+        assert target in text, f"target missing: {target}\n{text}"
+    report = json.loads(out.read_text())
+    assert [r["row"] for r in report["rows"]] == ROWS
+    measured = [r for r in report["rows"] if "skipped" not in r]
+    assert all(r["latency_requests"] > 0 and r["load_requests"] > 0 for r in measured), measured
+    assert len(report["fhir_queries"]) == 10 and report["memory"]["requests"] > 0
