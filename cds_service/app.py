@@ -8,6 +8,7 @@ JSON for the lenient hook models.
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -31,6 +32,7 @@ from cds_service import __version__, metrics
 from cds_service.data.gather import Gatherer, build_fhir_client
 from cds_service.data.templates import check_template
 from cds_service.health import Readiness
+from cds_service.memory import pin_mmap_threshold
 from cds_service.observability import configure_logging, hash_patient
 from cds_service.ops import router as ops_router
 from cds_service.protocol.errors import BadRequest, CdsError, NotFound, operation_outcome
@@ -47,8 +49,9 @@ from cds_service.registry import HookCall, Registry, load_services
 from cds_service.settings import Settings, get_settings
 from cds_service.storage.db import make_engine, upgrade_async
 from cds_service.storage.repo import IssuedCard, Store, parse_timestamp
+from cds_service.storage.writer import IssuedWriter
 from cds_service.trust.fhir_guard import check_fhir_server
-from cds_service.trust.limits import check_json_shape
+from cds_service.trust.limits import check_json_shape, fits_shape
 from cds_service.trust.middleware import TrustGate, audit_details, client_of
 from cds_service.trust.runtime import TrustRuntime
 
@@ -126,6 +129,7 @@ class Runtime:
     store: Store
     gatherer: Gatherer
     http: httpx.AsyncClient
+    issued: IssuedWriter  # issued-card rows, written off the response path
 
 
 def _validation_message(exc: ValidationError, prefix: str) -> str:
@@ -156,7 +160,8 @@ async def read_json_object(request: Request, settings: Settings) -> dict[str, An
         raise BadRequest("Request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise BadRequest("Request body must be a JSON object")
-    check_json_shape(data, settings.max_json_depth, settings.max_json_elements)
+    if not fits_shape(body, settings.max_json_depth, settings.max_json_elements):
+        check_json_shape(data, settings.max_json_depth, settings.max_json_elements)
     return data
 
 
@@ -181,8 +186,16 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         http = build_fhir_client(settings)
         store = Store(engine)
         app.state.readiness = Readiness(engine, settings.redis_url, settings.readiness_timeout_seconds)
-        app.state.rt = Runtime(settings, registry, store, Gatherer(settings, http), http)
+        issued = IssuedWriter(store)
+        issued.start()
+        app.state.rt = Runtime(settings, registry, store, Gatherer(settings, http), http, issued)
         await trust.start(store)
+        # Everything allocated so far (modules, models, schemas, terminology) lives as long as the
+        # process: move it out of the collector's sight, so a full collection triggered by a big
+        # prefetch walks the request's objects, not the whole heap again (docs/performance.md).
+        gc.collect()
+        gc.freeze()
+        pin_mmap_threshold()  # large bodies' memory goes back to the system (cds_service/memory.py)
         log.info(
             "service ready",
             extra={
@@ -192,6 +205,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         try:
             yield
         finally:
+            await issued.close()  # in-flight calls are done: every queued row is written
             await trust.close()
             await app.state.readiness.close()
             await http.aclose()
@@ -274,7 +288,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             if problems:
                 log.error("response failed self-check", extra={"fields": {"problems": problems[:20]}})
                 raise CdsError(500, "The service produced a non-conformant response; it was withheld.")
-        await r.store.record_issued(
+        await r.issued.submit(
             [
                 IssuedCard(
                     card_uuid=c.card_uuid,

@@ -85,5 +85,6 @@ async def analytics_feedback(
     if not 1 <= top <= 50:
         raise BadRequest("top must be between 1 and 50")
     start, end = window(since, until, datetime.now(UTC))
+    await request.app.state.rt.issued.flush()  # this process's answered calls are all counted
     report = await feedback_report(request.app.state.rt.store.engine, start, end, top)
     return _json(report.as_json())

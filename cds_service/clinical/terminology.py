@@ -26,6 +26,8 @@ CPT = "http://www.ama-assn.org/go/cpt"
 UCUM = "http://unitsofmeasure.org"
 
 EMITTABLE = frozenset({"high", "medium"})
+TEXT_MEMO_SIZE = 20_000  # distinct texts remembered by match_text ...
+TEXT_MEMO_MAX_LEN = 200  # ... each at most this long, so the memo stays under ~10 MB
 _DATA = Path(__file__).resolve().parent / "data" / "terminology.json"
 
 
@@ -100,6 +102,9 @@ class Terminology:
                 self._by_prefix.setdefault(p, set()).add(cid)
             for pattern in text:
                 self._text.append((pattern, cid))
+        # Texts repeat (every vital sign of every visit has the same display), and 31 case-blind
+        # patterns cost ~15 us per text: the answers are remembered, up to a bound (docs/performance.md).
+        self._text_memo: dict[str, frozenset[str]] = {}
         self.products: dict[str, str] = dict(data.get("rxnorm_products", {}))
         self.drug_classes: dict[str, list[str]] = dict(data.get("drug_classes", {}))
         self.class_of: dict[str, str] = {m: g for g, ms in self.drug_classes.items() for m in ms}
@@ -152,7 +157,14 @@ class Terminology:
     def match_text(self, text: Any) -> set[str]:
         if not isinstance(text, str) or not text:
             return set()
-        return {cid for pattern, cid in self._text if pattern.search(text)}
+        found = self._text_memo.get(text)
+        if found is None:
+            found = frozenset(cid for pattern, cid in self._text if pattern.search(text))
+            if len(text) <= TEXT_MEMO_MAX_LEN:
+                if len(self._text_memo) >= TEXT_MEMO_SIZE:
+                    self._text_memo.clear()  # bounded memory; refilling costs what not caching would
+                self._text_memo[text] = found
+        return set(found)
 
     def match_cc(self, cc: Any, use_text: bool = True) -> set[str]:
         """Concepts of a CodeableConcept: every coding, plus text patterns when allowed."""

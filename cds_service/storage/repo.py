@@ -64,6 +64,7 @@ class Store:
         self.engine = engine
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        self._issued_stmt = self._insert(IssuedCardRow).on_conflict_do_nothing(index_elements=["card_uuid"])
 
     async def save_feedback(self, service_id: str, items: Sequence[FeedbackItem], now: datetime) -> int:
         """Store every item in one transaction; returns how many were new (repeats are skipped)."""
@@ -91,12 +92,14 @@ class Store:
         return int(getattr(result, "rowcount", 0) or 0)
 
     async def record_issued(self, cards: Sequence[IssuedCard]) -> None:
+        """Insert the rows in one transaction (a repeated card uuid is skipped). The statement is
+        fixed and the rows are parameters, so SQLAlchemy compiles it once per process instead of
+        once per call (a multi-row ``.values(rows)`` is new SQL every time)."""
         if not cards:
             return
         rows = [c.__dict__ for c in cards]
-        stmt = self._insert(IssuedCardRow).values(rows).on_conflict_do_nothing(index_elements=["card_uuid"])
         async with self.sessions.begin() as session:
-            await session.execute(stmt)
+            await session.execute(self._issued_stmt, rows)
 
     async def count_feedback(self, card_uuid: str | None = None) -> int:
         q = select(func.count()).select_from(FeedbackRow)

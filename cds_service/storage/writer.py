@@ -1,0 +1,121 @@
+"""Issued-card rows are written beside the response path, not on it.
+
+Recording which cards were issued (for the feedback analytics) used to be awaited before every
+answer: one database transaction per call, and with concurrent calls on SQLite, writers queueing on
+the database lock, which put seconds into the tail latency (docs/performance.md). The EHR does not
+need the row to exist before it sees the cards, so calls hand their rows to one writer task per
+process, which commits them in batches.
+
+Guarantees:
+
+* Bounded memory: at most ``max_pending`` rows wait. A call that finds the queue full writes its own
+  rows inline, exactly as before, so a slow or failing database still slows or fails calls instead
+  of growing the queue.
+* No row is lost on a normal shutdown: ``close()`` (called from the app's lifespan after uvicorn has
+  let in-flight calls finish) writes everything still queued. A failed batch is retried with
+  backoff, never dropped while the process runs.
+* ``flush()`` waits until everything handed over so far is committed (the analytics endpoint calls
+  it, so a report in the same process always includes the calls it has answered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+from cds_service.storage.repo import IssuedCard, Store
+
+log = logging.getLogger("cds.storage")
+
+
+class IssuedWriter:
+    """One background task that commits issued-card rows in batches."""
+
+    def __init__(
+        self,
+        store: Store,
+        max_pending: int = 10_000,
+        batch_size: int = 500,
+        retry_seconds: tuple[float, ...] = (0.05, 0.2, 1.0, 2.0),
+    ) -> None:
+        self.store = store
+        self.batch_size = batch_size
+        self.retry_seconds = retry_seconds
+        self._queue: asyncio.Queue[IssuedCard] = asyncio.Queue(maxsize=max_pending)
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._unfinished_batch = 0
+
+    def start(self) -> None:
+        """Start the writer task on the running loop (from the app's lifespan)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="issued-card-writer")
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    async def submit(self, cards: Sequence[IssuedCard]) -> None:
+        """Hand rows to the writer without waiting for the database; when the queue is full (or
+        the writer is not running), write them inline instead."""
+        if not cards:
+            return
+        if self._task is None or self._closing or self._queue.maxsize - self._queue.qsize() < len(cards):
+            await self.store.record_issued(cards)
+            return
+        for card in cards:
+            self._queue.put_nowait(card)
+
+    async def flush(self) -> None:
+        """Return when every row submitted before this call is committed."""
+        if self._task is not None:
+            await self._queue.join()
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Write everything still queued, then stop the task (normal shutdown). Only a database
+        that stays unreachable for ``timeout`` seconds makes it give up, saying how many rows."""
+        if self._task is None:
+            return
+        self._closing = True
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout)
+        except TimeoutError:
+            log.error(
+                "issued-card rows could not be written before shutdown",
+                extra={"fields": {"rows": self._queue.qsize() + self._unfinished_batch}},
+            )
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.batch_size and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            self._unfinished_batch = len(batch)
+            await self._write(batch)
+            self._unfinished_batch = 0
+            for _ in batch:
+                self._queue.task_done()
+
+    async def _write(self, batch: list[IssuedCard]) -> None:
+        """Commit one batch, retrying with backoff until it is in (rows are never dropped)."""
+        attempt = 0
+        while True:
+            try:
+                await self.store.record_issued(batch)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                delay = self.retry_seconds[min(attempt, len(self.retry_seconds) - 1)]
+                log.error(
+                    "issued-card rows not written yet; retrying",
+                    extra={"fields": {"rows": len(batch), "error": type(exc).__name__, "retry_s": delay}},
+                )
+                attempt += 1
+                await asyncio.sleep(delay)
