@@ -154,6 +154,7 @@ class Gatherer:
     def __init__(self, settings: Settings, client: httpx.AsyncClient) -> None:
         self.settings = settings
         self.client = client
+        self.lingering: set[asyncio.Task[tuple[list[dict[str, Any]], bool]]] = set()
 
     async def gather(self, specs: tuple[PrefetchSpec, ...], request: HookRequest) -> GatheredData:
         data = GatheredData()
@@ -215,6 +216,7 @@ class Gatherer:
         tasks: dict[
             asyncio.Task[tuple[list[dict[str, Any]], bool]], tuple[PrefetchSpec, list[dict[str, Any]]]
         ] = {}
+        stop_at = time.monotonic() + self.settings.prefetch_deadline_seconds
         for spec, next_url, so_far, why in jobs:
             if refusal is not None:
                 state = KeyState.PARTIAL if next_url else KeyState.MISSING
@@ -231,16 +233,14 @@ class Gatherer:
                 url = request.fhirServer.rstrip("/") + "/" + rendered.lstrip("/")
             else:
                 url = next_url
-            task = asyncio.create_task(self._fetch(url, request, spec.all_pages))
+            task = asyncio.create_task(self._fetch(url, request, spec.all_pages, stop_at))
             tasks[task] = (spec, so_far)
         if not tasks:
             return
         started = time.perf_counter()
         done, pending = await asyncio.wait(tasks, timeout=self.settings.prefetch_deadline_seconds)
         for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+            self._linger(task)
         elapsed = (time.perf_counter() - started) * 1000
         for task, (spec, so_far) in tasks.items():
             if task in done and task.exception() is None:
@@ -261,11 +261,33 @@ class Gatherer:
             state = KeyState.PARTIAL if so_far else KeyState.MISSING
             data.keys[spec.key] = KeyResult(spec.key, state, so_far, reason, fetch_ms=elapsed)
 
+    def _linger(self, task: asyncio.Task[tuple[list[dict[str, Any]], bool]]) -> None:
+        """Leave a fetch still running at the deadline to end by its own timeouts; never cancel it.
+
+        Cancelling an httpx request at the wrong moment (the pool has just given it a new connection
+        that is not connected yet) leaks that connection's pool slot for good (httpcore 1.0.9,
+        encode/httpcore#1093). Under a slow FHIR server every call cancels some fetches, so after
+        ``fhir_max_connections`` such leaks no request reached the FHIR server any more until the
+        process restarted: every call without prefetch became a 412 (found by load/loadtest.py).
+        Each request of a fetch is bounded by the time left to the deadline (pool, connect, read
+        and write timeouts), so a lingering fetch ends about one deadline later; its result is
+        dropped, the key having been reported as not answered in time.
+        """
+        self.lingering.add(task)
+        task.add_done_callback(self._settled)
+
+    def _settled(self, task: asyncio.Task[tuple[list[dict[str, Any]], bool]]) -> None:
+        self.lingering.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieve it: a late failure is expected and was already reported
+
     async def _fetch(
-        self, url: str, request: HookRequest, all_pages: bool
+        self, url: str, request: HookRequest, all_pages: bool, stop_at: float
     ) -> tuple[list[dict[str, Any]], bool]:
         """GET one query (and its next pages) -> (resources, stopped at the page cap).
 
+        Every request gets the time left until ``stop_at`` (``time.monotonic()``) as its timeouts,
+        so the fetch ends by itself near the deadline (see ``_linger``).
         Raises _FetchFailed with a reason that never contains the token or the URL.
         """
         assert request.fhirServer is not None
@@ -279,8 +301,12 @@ class Gatherer:
         while next_url is not None:
             if _origin(next_url) != home:
                 raise _FetchFailed("next link points away from fhirServer; not followed")
+            left = stop_at - time.monotonic()
+            if left <= 0:
+                raise _FetchFailed("FHIR request timed out")
+            timeout = httpx.Timeout(left, connect=min(left, self.settings.fhir_connect_timeout_seconds))
             try:
-                resp = await self.client.get(next_url, headers=headers)
+                resp = await self.client.get(next_url, headers=headers, timeout=timeout)
             except httpx.TimeoutException:
                 raise _FetchFailed("FHIR request timed out") from None
             except httpx.HTTPError:
