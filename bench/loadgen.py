@@ -154,6 +154,33 @@ async def run_load(
     return result
 
 
+async def run_bursts(host: str, port: int, requests: Sequence[bytes], duration: float) -> LoadResult:
+    """Send all ``requests`` at once over one keep-alive connection each, wait for every answer,
+    repeat for ``duration`` seconds; each latency is one whole burst. This is what a service that
+    fetches its prefetch queries in parallel waits for at best."""
+    result = LoadResult()
+    conns = [await asyncio.open_connection(host, port, limit=1 << 24) for _ in requests]
+    started = time.perf_counter()
+    deadline = started + duration
+    try:
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            for (_, writer), request in zip(conns, requests, strict=True):
+                writer.write(request)
+            statuses = await asyncio.gather(*(_read_response(reader) for reader, _ in conns))
+            bad = [s for s in statuses if not 200 <= s < 300]
+            if bad:
+                result.errors += 1
+                result.first_error = result.first_error or f"HTTP {bad[0]}"
+            else:
+                result.latencies.append(time.perf_counter() - t0)
+    finally:
+        for _, writer in conns:
+            writer.close()
+    result.elapsed = time.perf_counter() - started
+    return result
+
+
 def new_loop() -> asyncio.AbstractEventLoop:
     """uvloop when installed (as the servers use), else the stdlib loop."""
     try:

@@ -68,7 +68,7 @@ class Mode:
     memory_sample_every: int
 
 
-FULL = Mode(rounds=3, latency_s=2.0, throughput_s=2.5, warmup_s=1.0, query_s=1.0,
+FULL = Mode(rounds=3, latency_s=1.5, throughput_s=2.0, warmup_s=1.0, query_s=0.7,
             memory_requests=10_000, memory_sample_every=500)
 QUICK = Mode(rounds=1, latency_s=0.3, throughput_s=0.4, warmup_s=0.15, query_s=0.15,
              memory_requests=300, memory_sample_every=50)
@@ -247,6 +247,7 @@ class Bench:
     queries: list[Row] = field(default_factory=list)
     memory: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    burst: loadgen.LoadResult = field(default_factory=loadgen.LoadResult)  # all queries at once
 
     def log(self, message: str) -> None:
         self.out(f"# {message}")
@@ -416,6 +417,13 @@ class Bench:
         for _ in range(m.rounds):
             for q in queries:
                 measure(q, self.servers[q.server], m.query_s, 1, m.warmup_s / 2)
+            if queries:
+                sek = self.servers["sekmet"]
+                burst = run_async(loadgen.run_bursts("127.0.0.1", sek.port, [q.request(sek.port) for q in queries],
+                                                     m.query_s * 2))
+                self.burst.latencies += burst.latencies
+                self.burst.errors += burst.errors
+                self.burst.elapsed += burst.elapsed
 
     def measure_memory(self) -> None:
         """10,000 calls (full mode) over a mix of the service's prefetch rows, 8 connections,
@@ -480,9 +488,11 @@ class Bench:
         else:
             slowest = max(measured, key=lambda q: q.latency.percentile(50))
             value = nopf.latency.percentile(50) / slowest.latency.percentile(50)
+            burst = self.burst.percentile(50)
             out.append({"target": "no-prefetch p50 / slowest single FHIR query p50", "goal": "<= 1.3",
                         "value": round(value, 2), "met": value <= 1.3,
-                        "why": f"slowest query: {slowest.label} p50 {slowest.latency.percentile(50):.2f} ms"})
+                        "why": f"slowest query: {slowest.label} p50 {slowest.latency.percentile(50):.2f} ms; "
+                               f"all {len(measured)} queries at once: p50 {burst:.2f} ms"})
         if self.memory:
             end, growth = self.memory["rss_end_mb"], self.memory["last_half_trend_mb"]
             out.append({"target": f"worker RSS after {self.memory['requests']:,} calls", "goal": "<= 150 MB",
@@ -500,6 +510,9 @@ class Bench:
             "mode": self.mode.__dict__,
             "rows": [r.figures() for r in self.rows],
             "fhir_queries": [q.figures() for q in self.queries],
+            "fhir_burst": {"p50_ms": round(self.burst.percentile(50), 2), "p95_ms": round(self.burst.percentile(95), 2),
+                           "p99_ms": round(self.burst.percentile(99), 2), "bursts": self.burst.count,
+                           "errors": self.burst.errors},
             "memory": self.memory,
             "targets": self.targets(),
             "notes": self.notes,
@@ -582,6 +595,9 @@ def print_table(report: dict[str, Any], out: Callable[[str], None]) -> None:
                 out(f"  {q['row']:<28} skipped: {q['skipped']}")
             else:
                 out(f"  {q['row']:<28} p50 {q['p50_ms']:>7.2f} ms   p95 {q['p95_ms']:>7.2f} ms   p99 {q['p99_ms']:>7.2f} ms")
+        b = report["fhir_burst"]
+        out(f"  {'all at once (parallel)':<28} p50 {b['p50_ms']:>7.2f} ms   p95 {b['p95_ms']:>7.2f} ms   "
+            f"p99 {b['p99_ms']:>7.2f} ms   (one connection per query, as the service's pool)")
     mem = report["memory"]
     if mem:
         out("")

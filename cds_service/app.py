@@ -56,6 +56,7 @@ from cds_service.trust.middleware import TrustGate, audit_details, client_of
 from cds_service.trust.runtime import TrustRuntime
 
 log = logging.getLogger("cds.service")
+GC_YOUNG_THRESHOLD = 10_000  # net container allocations between young collections (default 700)
 
 
 class JSONResponse(StarletteJSONResponse):
@@ -190,11 +191,15 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         issued.start()
         app.state.rt = Runtime(settings, registry, store, Gatherer(settings, http), http, issued)
         await trust.start(store)
-        # Everything allocated so far (modules, models, schemas, terminology) lives as long as the
-        # process: move it out of the collector's sight, so a full collection triggered by a big
-        # prefetch walks the request's objects, not the whole heap again (docs/performance.md).
+        # Garbage collection (docs/performance.md). Everything allocated so far (modules, models,
+        # schemas, terminology) lives as long as the process: freeze it, so no collection walks it
+        # again. A parsed prefetch is thousands of acyclic containers, freed when the call ends; at
+        # the default young-generation threshold (700) each big call set off dozens of collections
+        # that walked its own tree again and again (measured: 13.6 ms of a 2,000-Observation call,
+        # 0.9 ms of a 300-Observation one); at 10,000 that is 4.2 ms and 0.
         gc.collect()
         gc.freeze()
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         pin_mmap_threshold()  # large bodies' memory goes back to the system (cds_service/memory.py)
         log.info(
             "service ready",
