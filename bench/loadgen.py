@@ -4,9 +4,9 @@ Why not httpx, wrk or hey: httpx spends more CPU per request than the floor serv
 2-core machine it would measure itself; wrk and hey are not installed everywhere CI runs. This
 client pre-serialises each request once and then only writes bytes and parses a status line and a
 ``Content-Length`` (or chunked) body, which costs a few tens of microseconds per request, so one
-core of load generation keeps a single-worker server on the other core saturated (the benchmark
-prints the generator's own ceiling against a no-op socket server to show it). Every row of the
-benchmark, including the direct FHIR queries, goes through this module.
+core of load generation keeps a single-worker server on the other core saturated (the table prints
+the generator's own CPU per call beside the server's to show it). Every row of the benchmark,
+including the direct FHIR queries, goes through this module.
 """
 
 from __future__ import annotations
