@@ -99,6 +99,10 @@ class GatheredData:
         return [k for k, r in self.keys.items() if r.state == KeyState.FETCHED]
 
 
+# A request started with less time than this left would time out at once; not worth a connection.
+_MIN_REQUEST_SECONDS = 0.05
+
+
 class _FetchFailed(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -155,6 +159,9 @@ class Gatherer:
         self.settings = settings
         self.client = client
         self.lingering: set[asyncio.Task[tuple[list[dict[str, Any]], bool]]] = set()
+        # Admission to the client's pool: a request enters httpx only when a connection is free
+        # (see _fetch), so it never waits inside the pool.
+        self._slots = asyncio.Semaphore(settings.fhir_max_connections)
 
     async def gather(self, specs: tuple[PrefetchSpec, ...], request: HookRequest) -> GatheredData:
         data = GatheredData()
@@ -264,14 +271,15 @@ class Gatherer:
     def _linger(self, task: asyncio.Task[tuple[list[dict[str, Any]], bool]]) -> None:
         """Leave a fetch still running at the deadline to end by its own timeouts; never cancel it.
 
-        Cancelling an httpx request at the wrong moment (the pool has just given it a new connection
-        that is not connected yet) leaks that connection's pool slot for good (httpcore 1.0.9,
-        encode/httpcore#1093). Under a slow FHIR server every call cancels some fetches, so after
-        ``fhir_max_connections`` such leaks no request reached the FHIR server any more until the
-        process restarted: every call without prefetch became a 412 (found by load/loadtest.py).
-        Each request of a fetch is bounded by the time left to the deadline (pool, connect, read
-        and write timeouts), so a lingering fetch ends about one deadline later; its result is
-        dropped, the key having been reported as not answered in time.
+        A request cancelled while it waits in httpx's connection pool for a connection just made
+        for it (not connected yet) leaks that pool slot for good (httpcore 1.0.9,
+        encode/httpcore#1093); a pool-wait timeout is such a cancellation too. Under a slow FHIR
+        server the slots ran out within a minute of the long load run, after which no request
+        reached the FHIR server any more and every call without prefetch was a 412 until restart
+        (found by load/loadtest.py). So: requests wait for a connection in our own semaphore, never
+        in the pool (``_fetch``), and a fetch still running at the deadline is not cancelled. Its
+        requests carry connect, read and write timeouts of the time that was left, so it ends about
+        one deadline later; its result is dropped, the key having been reported as not answered.
         """
         self.lingering.add(task)
         task.add_done_callback(self._settled)
@@ -280,6 +288,28 @@ class Gatherer:
         self.lingering.discard(task)
         if not task.cancelled():
             task.exception()  # retrieve it: a late failure is expected and was already reported
+
+    async def _get(self, url: str, headers: dict[str, str], stop_at: float) -> httpx.Response:
+        """One GET, admitted by ``_slots`` (so httpx's pool always has a connection for it, and it
+        never waits there: see ``_linger``) and bounded by the time left until ``stop_at``."""
+        left = stop_at - time.monotonic()
+        if left <= _MIN_REQUEST_SECONDS:
+            raise _FetchFailed("FHIR request timed out")
+        try:
+            await asyncio.wait_for(self._slots.acquire(), left)
+        except TimeoutError:
+            raise _FetchFailed("FHIR request timed out") from None
+        try:
+            left = max(stop_at - time.monotonic(), _MIN_REQUEST_SECONDS)
+            connect = min(left, self.settings.fhir_connect_timeout_seconds)
+            timeout = httpx.Timeout(connect=connect, read=left, write=left, pool=None)
+            return await self.client.get(url, headers=headers, timeout=timeout)
+        except httpx.TimeoutException:
+            raise _FetchFailed("FHIR request timed out") from None
+        except httpx.HTTPError:
+            raise _FetchFailed("could not connect to the FHIR server") from None
+        finally:
+            self._slots.release()
 
     async def _fetch(
         self, url: str, request: HookRequest, all_pages: bool, stop_at: float
@@ -301,16 +331,7 @@ class Gatherer:
         while next_url is not None:
             if _origin(next_url) != home:
                 raise _FetchFailed("next link points away from fhirServer; not followed")
-            left = stop_at - time.monotonic()
-            if left <= 0:
-                raise _FetchFailed("FHIR request timed out")
-            timeout = httpx.Timeout(left, connect=min(left, self.settings.fhir_connect_timeout_seconds))
-            try:
-                resp = await self.client.get(next_url, headers=headers, timeout=timeout)
-            except httpx.TimeoutException:
-                raise _FetchFailed("FHIR request timed out") from None
-            except httpx.HTTPError:
-                raise _FetchFailed("could not connect to the FHIR server") from None
+            resp = await self._get(next_url, headers, stop_at)
             if resp.status_code in (401, 403):
                 raise _FetchFailed(f"FHIR server refused access (HTTP {resp.status_code})")
             if not 200 <= resp.status_code < 300:
