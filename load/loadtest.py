@@ -153,11 +153,13 @@ def sekmet(work: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def service(work: Path, deadline: float) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def service(work: Path, deadline: float, pool: int | None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """The CDS service under test; yields its base URL and process."""
     port = free_port()
     work.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    if pool is not None:
+        env["CDS_FHIR_MAX_CONNECTIONS"] = str(pool)
     env.update(
         {
             "CDS_HOST": "127.0.0.1",
@@ -404,6 +406,8 @@ def judge(
     if stray:
         violations.append(f"{len(stray)} FHIR requests the proxy cannot attribute to a call")
     margin = max(0.5, 0.25 * deadline)
+    unreached = 0  # calls that had to fetch, yet not one of their requests reached the FHIR server
+    fetching = 0
     for call in calls:
         where = f"{call.case} [{call.mode}] {call.tag[:8]}"
         if call.status is None:
@@ -419,6 +423,9 @@ def judge(
         entries = by_tag.get(call.tag, [])
         if call.mode == "full" and entries:
             violations.append(f"{where}: full prefetch, yet {len(entries)} FHIR requests")
+        if call.mode != "full":
+            fetching += 1
+            unreached += not entries
         keyed: dict[str | None, list[Entry]] = {}
         for e in entries:
             keyed.setdefault(target_key(e.target, patient, templates), []).append(e)
@@ -463,6 +470,11 @@ def judge(
             violations.append(
                 f"{where}: cards {card_rules(call.body)} != expected {cases[call.case].expected}"
             )
+    # Liveness: a service that stops sending FHIR requests (its connection pool lost, say) answers
+    # every call "correctly" with a 412; only this count shows it.
+    causes["fetching calls that never reached the FHIR server"] = unreached
+    if fetching and unreached > max(3, 0.1 * fetching):
+        violations.append(f"{unreached} of {fetching} calls that had to fetch never reached the FHIR server")
     return violations, causes
 
 
@@ -520,7 +532,10 @@ async def drive(
 async def run(args: argparse.Namespace, work: Path) -> int:
     names = list(QUICK_FIXTURES) if args.quick else [p.stem for p in fixtures.all_fixtures()]
     cases = build_cases(names)
-    with sekmet(work / "sekmet") as fhir, service(work / "service", args.deadline) as (cds, proc):
+    with (
+        sekmet(work / "sekmet") as fhir,
+        service(work / "service", args.deadline, args.fhir_pool) as (cds, proc),
+    ):
         require_loopback(fhir)
         require_loopback(cds)
         t_load = time.monotonic()
@@ -583,6 +598,7 @@ async def run(args: argparse.Namespace, work: Path) -> int:
         "fhir_requests": len(log),
         "faults": dict(Counter(e.fault for e in log if e.fault)),
         "slow_requests": sum(1 for e in log if e.slow),
+        "calls_that_never_reached_fhir": causes.pop("fetching calls that never reached the FHIR server", 0),
         "status_412_causes": dict(causes),
         "five_xx": sum(1 for c in calls if c.status is not None and c.status >= 500),
         "rss": {k: round(v, 1) for k, v in rss.items()},
@@ -590,7 +606,9 @@ async def run(args: argparse.Namespace, work: Path) -> int:
     }
     print(json.dumps(summary, indent=2))
     if args.json:
-        Path(args.json).write_text(json.dumps({**summary, "violation_examples": violations[:50]}, indent=2))
+        timeline = [(round(t, 1), round(v / 2**20, 1)) for t, v in samples[::10]]  # every 5 s
+        extra = {"violation_examples": violations[:50], "rss_timeline_s_mb": timeline}
+        Path(args.json).write_text(json.dumps({**summary, **extra}, indent=2))
     if violations:
         print(f"\n{len(violations)} invariant violation(s); first ones:", file=sys.stderr)
         for v in violations[:20]:
@@ -614,6 +632,9 @@ def main() -> int:
         "--slow-rate", type=float, default=0.1, help="fraction merely slowed (within deadline)"
     )
     parser.add_argument("--deadline", type=float, default=2.0, help="the service's prefetch deadline (s)")
+    parser.add_argument(
+        "--fhir-pool", type=int, help="the service's FHIR connection pool (default: the service's default)"
+    )
     parser.add_argument("--rss-tolerance-mb", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", help="also write the figures (and violations) to this file")

@@ -180,3 +180,15 @@ def test_other_cards_are_fine_when_optional_data_never_arrived(lt: ModuleType) -
     }
     assert scenario(lt, "partial", 200, {}, body={"cards": [card]}) == []
     assert scenario(lt, "partial", 200, {"medications": None}, body={"cards": [card]}, late=True) == []
+
+
+def test_a_service_that_stops_fetching_is_caught(lt: ModuleType) -> None:
+    """Every call a 412 with nothing sent to the FHIR server (a lost connection pool) looks "correct"
+    call by call; the liveness count catches it."""
+    case = lt.Case("pv:x", fixtures.Fixture("x", "pt-x", {}), "patient-view", {}, [])
+    calls = [lt.Call("pv:x", "patient-view", "none", f"t{i}", started=100.0, status=412) for i in range(10)]
+    for call in calls:
+        call.body = {"resourceType": "OperationOutcome"}
+    violations, causes = lt.judge(calls, {"pv:x": case}, [], TEMPLATES, DEADLINE)
+    assert any("never reached the FHIR server" in v for v in violations)
+    assert causes["fetching calls that never reached the FHIR server"] == 10
