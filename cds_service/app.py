@@ -15,14 +15,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse as StarletteJSONResponse
@@ -56,6 +56,7 @@ from cds_service.trust.middleware import TrustGate, audit_details, client_of
 from cds_service.trust.runtime import TrustRuntime
 
 log = logging.getLogger("cds.service")
+M = TypeVar("M", bound=BaseModel)
 GC_YOUNG_THRESHOLD = 10_000  # net container allocations between young collections (default 700)
 
 
@@ -166,6 +167,18 @@ async def read_json_object(request: Request, settings: Settings) -> dict[str, An
     return data
 
 
+async def parse_for_service(request: Request, r: Runtime, service_id: str, model: type[M]) -> M:
+    """The body of a call to a known service, as ``model``: 404 for an unknown id (before reading
+    the body), 400 naming the fields for a body that does not fit."""
+    if not r.registry.has_id(service_id):
+        raise NotFound(f"No CDS service with id '{service_id}'")
+    raw = await read_json_object(request, r.settings)
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise BadRequest(_validation_message(exc, "")) from None
+
+
 def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
     """Build the app; ``registry`` defaults to the services named by ``CDS_SERVICE_MODULES``."""
     settings = settings or get_settings()
@@ -262,13 +275,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     async def call_service(service_id: str, request: Request) -> Response:
         """Invoke a service: dispatch on (id, hook), gather data, run the handler, check the answer."""
         r = rt(request)
-        if not r.registry.has_id(service_id):
-            raise NotFound(f"No CDS service with id '{service_id}'")
-        raw = await read_json_object(request, r.settings)
-        try:
-            req = HookRequest.model_validate(raw)
-        except ValidationError as exc:
-            raise BadRequest(_validation_message(exc, "")) from None
+        req = await parse_for_service(request, r, service_id, HookRequest)
         service = r.registry.get(service_id, req.hook)
         if service is None:
             served = ", ".join(r.registry.hooks_of(service_id))
@@ -320,13 +327,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     async def feedback(service_id: str, request: Request) -> Response:
         """Store feedback durably (idempotently) before answering 200."""
         r = rt(request)
-        if not r.registry.has_id(service_id):
-            raise NotFound(f"No CDS service with id '{service_id}'")
-        raw = await read_json_object(request, r.settings)
-        try:
-            fb = FeedbackRequest.model_validate(raw)
-        except ValidationError as exc:
-            raise BadRequest(_validation_message(exc, "")) from None
+        fb = await parse_for_service(request, r, service_id, FeedbackRequest)
         for i, item in enumerate(fb.feedback):
             if item.outcome == "accepted" and not item.acceptedSuggestions:
                 raise BadRequest(f"feedback.{i}: acceptedSuggestions is required for outcome 'accepted'")

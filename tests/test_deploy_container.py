@@ -24,11 +24,10 @@ from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 
 from tests.conftest import PG_ADMIN_URL, REDIS_URL, _pg
 from tests.support.client import checked
-from tests.support.servers import ROOT, free_port, unavailable
+from tests.support.servers import ROOT, free_port, redis_or_unavailable, unavailable
 from tests.support.trust_env import PUBLIC_BASE, LocalIssuer
 
 pytestmark = [pytest.mark.container, pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
@@ -82,18 +81,7 @@ def image() -> str:
 
 @pytest.fixture(scope="module")
 def redis_url() -> str:
-    async def ping() -> bool:
-        client = aioredis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
-        try:
-            return bool(await client.ping())
-        except Exception:
-            return False
-        finally:
-            await client.aclose()
-
-    if not asyncio.run(ping()):
-        unavailable(f"Redis not reachable at {REDIS_URL}")
-    return REDIS_URL
+    return redis_or_unavailable(REDIS_URL)
 
 
 def podman_run(image: str, env: dict[str, str], mounts: list[str], *args: str, detach: bool) -> str:

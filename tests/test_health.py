@@ -7,7 +7,6 @@ liveness stays 200. Graceful shutdown must let a request that is in flight at SI
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -21,28 +20,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 
 from tests.conftest import PROBE_ENV, REDIS_URL
 from tests.support.client import hook_body
-from tests.support.servers import ROOT, free_port, run_cds_server, unavailable
+from tests.support.servers import ROOT, free_port, redis_or_unavailable, run_cds_server
 
 pytestmark = pytest.mark.e2e
-
-
-def redis_or_skip() -> str:
-    async def ping() -> bool:
-        client = aioredis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
-        try:
-            return bool(await client.ping())
-        except Exception:
-            return False
-        finally:
-            await client.aclose()
-
-    if not asyncio.run(ping()):
-        unavailable(f"Redis not reachable at {REDIS_URL}")
-    return REDIS_URL
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -114,7 +97,7 @@ def test_replicas_migrating_at_once_queue_on_a_lock(postgres_url: str) -> None:
 
 @pytest.mark.redis
 def test_readiness_checks_redis_when_configured() -> None:
-    url = redis_or_skip()
+    url = redis_or_unavailable(REDIS_URL)
     with run_cds_server(dict(PROBE_ENV, CDS_REDIS_URL=url)) as s:
         r = httpx.get(s.url("/readyz"))
         assert r.status_code == 200 and r.json()["redis"] == "up"

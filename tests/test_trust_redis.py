@@ -3,34 +3,21 @@ another, which a per-process cache could not do."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 
 from tests.conftest import REDIS_URL
 from tests.support.jwt_client import bearer
-from tests.support.servers import run_cds_server, unavailable
+from tests.support.servers import redis_or_unavailable, run_cds_server
 from tests.support.trust_env import LocalIssuer, production_env, refusals
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
 
-async def _redis_ok() -> bool:
-    client = aioredis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
-    try:
-        return bool(await client.ping())
-    except Exception:
-        return False
-    finally:
-        await client.aclose()
-
-
 def test_replay_across_two_processes_sharing_redis() -> None:
-    if not asyncio.run(_redis_ok()):
-        unavailable(f"Redis not reachable at {REDIS_URL}")
+    redis_or_unavailable(REDIS_URL)
     client = LocalIssuer.create(iss=f"https://ehr-{uuid.uuid4().hex[:8]}.example.test")
     env = production_env([client.config()], CDS_REDIS_URL=REDIS_URL)
     path = "/cds-services"

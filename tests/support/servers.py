@@ -35,6 +35,26 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+def redis_or_unavailable(url: str) -> str:
+    """``url`` if a Redis server answers PING there; otherwise skip (or fail under CI)."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    async def ping() -> bool:
+        client = aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        try:
+            return bool(await client.ping())
+        except Exception:
+            return False
+        finally:
+            await client.aclose()
+
+    if not asyncio.run(ping()):
+        unavailable(f"Redis not reachable at {url}")
+    return url
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
