@@ -38,11 +38,11 @@ import httpx
 import orjson
 
 from bench import loadgen, procs
-from cds_service import fixtures
 from cds_service.clinical.services import SERVICE_ID, prefetch_templates
 from cds_service.clinical.terminology import terminology
 from cds_service.data.gather import FHIR_ACCEPT
 from cds_service.data.templates import render, token_values
+from cds_tools import fixtures, harness
 
 ROOT = Path(__file__).resolve().parents[1]
 HC_VENV = ROOT / "bench" / ".venv-healthchain"
@@ -294,18 +294,13 @@ class Bench:
             "floor", procs.uvicorn_cmd(sys.executable, "bench.floor:app", port), env, ROOT, port, work, pin
         )
         health["floor"] = "/healthz"
-        sekmet = shutil.which("sekmet", path=str(Path(sys.executable).parent)) or shutil.which("sekmet")
-        if sekmet is not None:
+        if harness.sekmet_binary() is not None:
             port = procs.free_port()
             sek_dir = work / "sekmet"
             sek_dir.mkdir()
-            (sek_dir / "settings.yaml").write_text(
-                f"base_url: http://127.0.0.1:{port}/fhir\nhost: 127.0.0.1\nport: {port}\n"
-                "data_dir: data\nsimulator: {enabled: false}\nlog_inbound: false\n"
-            )
+            sek_cmd, _ = harness.sekmet_command(sek_dir, port)
             self.servers["sekmet"] = procs.spawn(
-                "sekmet", [sekmet, "serve", "-c", "settings.yaml"], env, sek_dir, port, work,
-                self.cpus.preexec(self.cpus.client),
+                "sekmet", sek_cmd, env, sek_dir, port, work, self.cpus.preexec(self.cpus.client),
             )
             health["sekmet"] = "/fhir/metadata"
         else:

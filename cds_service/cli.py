@@ -27,7 +27,7 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.metrics_enabled and settings.metrics_port is not None:
         _serve_metrics_port(settings.host, settings.metrics_port)
     uvicorn.run(
-        "cds_service.app:create_app",
+        "cds_service.http.app:create_app",
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -60,7 +60,7 @@ def _serve_metrics_port(host: str, port: int) -> None:
     can stay off the ingress while the service port is published."""
     from prometheus_client import start_http_server
 
-    from cds_service.metrics import collecting_registry
+    from cds_service.ops.metrics import collecting_registry
 
     start_http_server(port, addr=host, registry=collecting_registry())
 
@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("--write", action="store_true", help="write the file (default: print to stdout)")
     doc.add_argument("--check", action="store_true", help="exit 1 if the committed file is out of date")
     doc.set_defaults(func=_rules_doc)
-    from cds_service.ehr.args import add_parsers as add_ehr_parsers  # ehr ... and conformance (issue 7)
+    from cds_tools.ehr.args import add_parsers as add_ehr_parsers  # ehr ... and conformance (issue 7)
 
     add_ehr_parsers(sub)
     return parser

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from cds_service.trust.algorithms import check_algorithms
+from cds_service.protocol.jws import check_algorithms
 
 Profile = Literal["dev", "production"]
 

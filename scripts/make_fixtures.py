@@ -2,7 +2,7 @@
 
 Why a generator: each patient is a few lines here (what is clinically relevant about it), while the
 committed Bundle is the full, valid FHIR the tests, the simulator and the FHIR server load. Dates are
-written relative to the anchor 2026-01-01 (Bundle.timestamp); cds_service.fixtures shifts them to
+written relative to the anchor 2026-01-01 (Bundle.timestamp); cds_tools.fixtures shifts them to
 "now" at load time. Expected cards per patient live in fixtures/expected.yaml (hand-written).
 
 Usage: python scripts/make_fixtures.py   (rewrites fixtures/patients/*.json)

@@ -11,13 +11,13 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from cds_service import fixtures
 from cds_service.clinical.cards import Catalogue, Renderer
 from cds_service.clinical.services import RECORD_TYPES, WorkupService, prefetch_templates
 from cds_service.clinical.terminology import TEXT_MEMO_MAX_LEN, Terminology, terminology
 from cds_service.data.gather import GatheredData, KeyResult, KeyState
 from cds_service.protocol.errors import CdsError
 from cds_service.trust.limits import check_json_shape, fits_shape
+from cds_tools import fixtures
 
 # ------------------------------------------------------------------------------ JSON shape
 

@@ -12,12 +12,12 @@ import httpx
 import jwt
 import pytest
 
-from cds_service.ehr import client as cl
-from cds_service.ehr import render, signing
-from cds_service.ehr.conformance import exercised
-from cds_service.ehr.prefetch import Fetched, Plan, resolve, shape
-from cds_service.ehr.rules import RULES, Report
 from cds_service.protocol.validate import card_recommendations, response_problems, rule_of
+from cds_tools.ehr import client as cl
+from cds_tools.ehr import render, signing
+from cds_tools.ehr.conformance import exercised
+from cds_tools.ehr.prefetch import Fetched, Plan, resolve, shape
+from cds_tools.ehr.rules import RULES, Report
 
 TEMPLATES = {
     "patient": "Patient/{{context.patientId}}",

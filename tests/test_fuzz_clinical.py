@@ -28,7 +28,6 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cds_service import fixtures
 from cds_service.clinical.drafts import read_drafts
 from cds_service.clinical.services import WorkupService, prefetch_templates
 from cds_service.clinical.terminology import ICD10CM, LOINC, RXNORM, SNOMED, terminology
@@ -38,6 +37,7 @@ from cds_service.protocol.models import CONTEXT_MODELS, CdsResponse, HookRequest
 from cds_service.protocol.validate import response_problems
 from cds_service.registry import HookCall
 from cds_service.settings import Settings
+from cds_tools import fixtures
 
 pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cds_service import fixtures
+from cds_tools import fixtures
 from tests.support.client import checked, hook_body
 from tests.support.fhir_validator import validate_resources
 from tests.support.servers import FHIR_TOKEN, CdsServer, FhirServer, run_cds_server

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from cds_service import fixtures
 from cds_service.protocol.validate import response_problems
+from cds_tools import fixtures
 from tests.support.servers import CdsServer, FhirServer, run_cds_server
 from tests.support.third_party import HC_DRIVER, card_summary, healthchain_python
 

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from cds_service import fixtures
 from cds_service.protocol.validate import response_problems
+from cds_tools import fixtures
 from tests.support.servers import FHIR_TOKEN, CdsServer, FhirServer, run_cds_server, unavailable
 from tests.support.third_party import card_summary, medplum_missing, run_medplum
 

@@ -1,4 +1,4 @@
-"""The load and fault script (load/loadtest.py) in its quick mode, and its verdict logic.
+"""The load and fault script (load/loadtest.py, ``python -m load.loadtest``) in its quick mode, and its verdict logic.
 
 The quick run starts SEKMET, the service and the fault proxy on loopback, and drives about 25 s of
 concurrent patient-view / order-select / order-sign calls in all three data modes while a fraction
@@ -13,7 +13,7 @@ The verdict logic gets unit tests of its own: a checker that cannot fail proves 
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import subprocess
 import sys
@@ -23,19 +23,12 @@ from typing import Any
 
 import pytest
 
-from cds_service import fixtures
+from cds_tools import fixtures
 from tests.support.servers import ROOT, sekmet_binary, unavailable
-
-SCRIPT = ROOT / "load" / "loadtest.py"
 
 
 def loadtest() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("loadtest", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["loadtest"] = module
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("load.loadtest")
 
 
 @pytest.mark.e2e
@@ -44,7 +37,7 @@ def test_quick_load_and_fault_run(tmp_path: Path) -> None:
         unavailable("SEKMET FHIR server not installed (pip install sekmet-fhir==0.1.1)")
     out = tmp_path / "figures.json"
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--json", str(out)],
+        [sys.executable, "-m", "load.loadtest", "--quick", "--json", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,

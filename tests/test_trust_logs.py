@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from cds_service.observability import hash_patient
+from cds_service.ops.observability import hash_patient
 from cds_service.storage.db import make_engine
 from tests.support.client import hook_body
 from tests.support.jwt_client import bearer, claims_for, unsigned

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from cds_service.observability import JsonFormatter, configure_logging, redact_value
+from cds_service.ops.observability import JsonFormatter, configure_logging, redact_value
 from cds_service.protocol.errors import CdsError
 from cds_service.settings import Settings
 from cds_service.trust.client_jwt import AuthFailure, TokenVerifier, normalize_url

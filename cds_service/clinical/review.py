@@ -98,7 +98,7 @@ def evaluate_bundle(
     ``as_fixture`` loads it as a project fixture: dates moved to today, background history merged.
     """
     if as_fixture:
-        from cds_service.fixtures import load
+        from cds_tools.fixtures import load
 
         bundle = load(path).bundle
     else:

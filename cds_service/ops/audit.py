@@ -1,9 +1,11 @@
 """The audit trail: exactly one record per CDS call, refused calls included.
 
-The record is assembled by the trust middleware, which sees every call from start to finish (the
-status actually sent, the latency, who the verified client was) and takes the call-specific parts
-(hook, hookInstance, patient hash, cards, rules) from what the endpoint put into the request scope.
-It goes to the ``cds.audit`` log stream and, with ``CDS_AUDIT_TO_DATABASE``, to ``audit_events``.
+The record is the request's :class:`~cds_service.ops.record.CallRecord`, which the outer
+``RecordCall`` middleware creates and, once the response has been sent, hands over here: it saw the
+status actually sent and the latency, the trust gate wrote the verified client (or the refusal
+reason) into it and the CDS call its hook, hookInstance, patient hash, cards and rules. It goes to
+the ``cds.audit`` log stream and, with ``CDS_AUDIT_TO_DATABASE``, to ``audit_events`` (through the
+``Store``: storage owns all SQL).
 
 Only identifiers are recorded: the patient as its keyed hash, the client as ``iss``/``tenant``/
 ``jti``. A database outage never fails a call: the log line is already written.
@@ -15,11 +17,8 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert
-
-from cds_service.observability import audit
+from cds_service.ops.observability import audit
 from cds_service.storage.repo import Store
-from cds_service.storage.tables import AuditEventRow
 
 log = logging.getLogger("cds.trust")
 
@@ -69,8 +68,7 @@ class AuditTrail:
         row["at"] = datetime.now(UTC)
         row["rules"] = row["rules"] or None
         try:
-            async with self.store.sessions.begin() as session:
-                await session.execute(insert(AuditEventRow).values(**row))
+            await self.store.save_audit_event(row)
         except Exception as exc:
             log.warning(
                 "audit record not written to the database",

@@ -14,9 +14,8 @@ values to files there, and :func:`exposition` adds up all workers' files.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -27,11 +26,8 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import multiprocess as prom_multiprocess
-from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-SCOPE_KEY = "cds.metrics"
 
 # EHRs give a CDS service about 5 s; the interesting part of the curve is 10 ms to 2.5 s.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -72,72 +68,34 @@ FEEDBACK_ITEMS = Counter(
     "cds_feedback_items", "Feedback items received (repeats included) by service and outcome", ["service", "outcome"]
 )
 
-_METHODS = frozenset({"GET", "POST", "OPTIONS", "HEAD", "PUT", "DELETE", "PATCH"})
-_FIXED_ENDPOINTS = {
-    "/cds-services": "discovery",
-    "/healthz": "healthz",
-    "/readyz": "readyz",
-    "/metrics": "metrics",
-    "/analytics/feedback": "analytics",
-    "/docs": "docs",
-    "/openapi.json": "docs",
-}
+class Observed(Protocol):
+    """What the metrics read from a request's ``CallRecord`` (``cds_service/ops/record.py``)."""
+
+    method: str
+    endpoint: str
+    status: int | None
+    served: tuple[str, str] | None
+    issued: list[Any]
+
+    def elapsed(self) -> float: ...
 
 
-def endpoint_of(path: str) -> str:
-    """A small closed set of endpoint kinds; never the raw path (it may hold any id)."""
-    fixed = _FIXED_ENDPOINTS.get(path)
-    if fixed is not None:
-        return fixed
-    if path.startswith("/cds-services/"):
-        return "feedback" if path.endswith("/feedback") else "service"
-    if path == "/evidence" or path.startswith("/evidence/"):
-        return "evidence"
-    return "other"
-
-
-def label_call(request: Request, service_id: str, hook: str) -> None:
-    """Called by the service endpoint once (id, hook) is known to be registered, so the middleware
-    can count the call per service and hook; unregistered ids and hooks are never labels."""
-    labels = request.scope.get(SCOPE_KEY)
-    if isinstance(labels, dict):
-        labels["service"] = service_id
-        labels["hook"] = hook
-
-
-class MetricsMiddleware:
-    """Counts and times every HTTP request (and, when the endpoint labelled it, the CDS call),
-    including the refusals and errors that inner layers answer on their own."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        labels: dict[str, str] = {}
-        scope[SCOPE_KEY] = labels  # a shared dict survives the scope copies made by inner layers
-        started = time.perf_counter()
-        status = 500
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        finally:
-            elapsed = time.perf_counter() - started
-            method = scope["method"] if scope["method"] in _METHODS else "other"
-            endpoint = endpoint_of(scope["path"])
-            HTTP_REQUESTS.labels(endpoint, method, str(status)).inc()
-            HTTP_LATENCY.labels(endpoint, method).observe(elapsed)
-            if "service" in labels and "hook" in labels:
-                HOOK_REQUESTS.labels(labels["service"], labels["hook"], str(status)).inc()
-                HOOK_LATENCY.labels(labels["service"], labels["hook"], str(status)).observe(elapsed)
+def observe(record: Observed) -> None:
+    """Count and time one finished HTTP request (and, when the call named a registered (id, hook),
+    the CDS call and the cards of its answer). The endpoint kind and method come from closed sets
+    (the record classified them), so nothing a caller sends creates a new time series."""
+    elapsed = record.elapsed()
+    status = str(record.status if record.status is not None else 500)
+    HTTP_REQUESTS.labels(record.endpoint, record.method, status).inc()
+    HTTP_LATENCY.labels(record.endpoint, record.method).observe(elapsed)
+    if record.served is None:
+        return
+    service, hook = record.served
+    HOOK_REQUESTS.labels(service, hook, status).inc()
+    HOOK_LATENCY.labels(service, hook, status).observe(elapsed)
+    if status == "200":  # cards withheld by the self-check (500) were never issued
+        for card in record.issued:
+            CARDS_ISSUED.labels(service, card.rule_id, card.indicator).inc()
 
 
 def prefetch_observed(results: Iterable[Any]) -> None:
@@ -155,12 +113,6 @@ def prefetch_observed(results: Iterable[Any]) -> None:
             slowest = max(slowest or 0.0, r.fetch_ms)
     if slowest is not None:
         PREFETCH_FETCH_LATENCY.observe(slowest / 1000)
-
-
-def cards_issued(service_id: str, cards: Iterable[Any]) -> None:
-    """Count the cards of one answer (``CardRecord`` objects: rule id and indicator)."""
-    for card in cards:
-        CARDS_ISSUED.labels(service_id, card.rule_id, card.indicator).inc()
 
 
 def feedback_received(service_id: str, items: Iterable[Any]) -> None:

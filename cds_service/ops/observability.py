@@ -98,5 +98,5 @@ def configure_logging(level: str = "info") -> None:
 def audit(fields: dict[str, Any]) -> None:
     """One structured audit record per call on the ``cds.audit`` stream: endpoint, service, hook,
     hookInstance, client ``iss``/``tenant``/``jti``, hashed patient, status, cards, rules, reason,
-    latency (see cds_service/trust/audit.py). Fields must already be PHI-free."""
+    latency (see cds_service/ops/audit.py). Fields must already be PHI-free."""
     logging.getLogger(AUDIT_LOGGER).info("cds call", extra={"fields": fields})

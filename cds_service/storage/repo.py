@@ -8,18 +8,18 @@ index: a repeat is a no-op, on SQLite and Postgres alike.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from cds_service.protocol.models import FeedbackItem
-from cds_service.storage.tables import FeedbackRow, IssuedCardRow
+from cds_service.storage.tables import AuditEventRow, FeedbackRow, IssuedCardRow
 
 
 def parse_timestamp(value: str) -> datetime:
@@ -100,6 +100,11 @@ class Store:
         rows = [c.__dict__ for c in cards]
         async with self.sessions.begin() as session:
             await session.execute(self._issued_stmt, rows)
+
+    async def save_audit_event(self, row: Mapping[str, object]) -> None:
+        """One ``audit_events`` row (column name to value, already PHI-free and cut to size)."""
+        async with self.sessions.begin() as session:
+            await session.execute(insert(AuditEventRow).values(**row))
 
     async def count_feedback(self, card_uuid: str | None = None) -> int:
         q = select(func.count()).select_from(FeedbackRow)

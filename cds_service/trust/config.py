@@ -24,8 +24,8 @@ import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cds_service.protocol.jws import check_algorithms
 from cds_service.settings import Settings
-from cds_service.trust.algorithms import check_algorithms
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 SANDBOX_ISSUER = "https://sandbox.cds-hooks.org"

@@ -13,9 +13,9 @@ import logging
 from starlette.datastructures import Headers
 from starlette.types import Scope
 
+from cds_service.ops.audit import AuditTrail
 from cds_service.settings import Settings
 from cds_service.storage.repo import Store
-from cds_service.trust.audit import AuditTrail
 from cds_service.trust.client_jwt import AuthFailure, ClientIdentity, TokenVerifier
 from cds_service.trust.config import load_issuers
 from cds_service.trust.jwks import JwksCache

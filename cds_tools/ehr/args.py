@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from cds_service.ehr import defaults as d
+from cds_tools.ehr import defaults as d
 
 
 def signing_args(p: argparse.ArgumentParser) -> None:
@@ -91,10 +91,10 @@ def prefetch_args(p: argparse.ArgumentParser) -> None:
 
 
 def _lazy(name: str) -> Any:
-    """A handler that imports ``cds_service.ehr.cli`` when (and only when) its command runs."""
+    """A handler that imports ``cds_tools.ehr.cli`` when (and only when) its command runs."""
 
     def run(args: argparse.Namespace) -> int:
-        from cds_service.ehr import cli
+        from cds_tools.ehr import cli
 
         result: int = cli.guarded(getattr(cli, name))(args)
         return result

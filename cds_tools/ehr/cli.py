@@ -21,10 +21,10 @@ from typing import Any
 
 import httpx
 
-from cds_service.ehr import client as cl
-from cds_service.ehr import fhir, render, signing
-from cds_service.ehr.prefetch import Fetched, FhirReader, Plan, resolve, shape
 from cds_service.protocol.validate import response_problems
+from cds_tools.ehr import client as cl
+from cds_tools.ehr import fhir, render, signing
+from cds_tools.ehr.prefetch import Fetched, FhirReader, Plan, resolve, shape
 
 
 class UsageError(Exception):
@@ -267,7 +267,7 @@ def cmd_jwks(args: argparse.Namespace) -> int:
 
 
 def cmd_conformance(args: argparse.Namespace) -> int:
-    from cds_service.ehr.conformance import Checker, Options, UnknownService
+    from cds_tools.ehr.conformance import Checker, Options, UnknownService
 
     drafts = _drafts(args.drafts)
     opts = Options(

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import yaml
 
-from cds_service.ehr.defaults import DEFAULT_USER
-from cds_service.ehr.signing import Signer
+from cds_tools.ehr.defaults import DEFAULT_USER
+from cds_tools.ehr.signing import Signer
 
 ORDER_HOOKS = ("order-select", "order-sign")
 AUTO = "auto"  # token argument: sign with the client's signer (if any)

@@ -28,20 +28,20 @@ from urllib.parse import urlsplit
 import httpx
 
 from cds_service.data.templates import check_template
-from cds_service.ehr import probes
-from cds_service.ehr.client import (
+from cds_service.protocol.validate import card_recommendations, discovery_problems, response_problems, rule_of
+from cds_tools.ehr import probes
+from cds_tools.ehr.client import (
     ORDER_HOOKS,
     CdsClient,
     fhir_authorization,
     hook_context,
     hook_request,
 )
-from cds_service.ehr.defaults import DEFAULT_USER, SANDBOX_LIKE_ORIGIN
-from cds_service.ehr.prefetch import Fetched, FhirReader, Plan, SearchMode, resolve, shape
-from cds_service.ehr.probes import Session, describe, fresh
-from cds_service.ehr.rules import Report
-from cds_service.ehr.signing import Signer
-from cds_service.protocol.validate import card_recommendations, discovery_problems, response_problems, rule_of
+from cds_tools.ehr.defaults import DEFAULT_USER, SANDBOX_LIKE_ORIGIN
+from cds_tools.ehr.prefetch import Fetched, FhirReader, Plan, SearchMode, resolve, shape
+from cds_tools.ehr.probes import Session, describe, fresh
+from cds_tools.ehr.rules import Report
+from cds_tools.ehr.signing import Signer
 
 KNOWN_HOOKS = ("patient-view", "order-select", "order-sign", "encounter-start", "encounter-discharge")
 EXTENSION = {"org.cds-fasciculation.conformance": {"probe": "unknown fields must be tolerated"}}

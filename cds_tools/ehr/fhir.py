@@ -1,7 +1,7 @@
 """Put a patient's data where a CDS service can read it: a transaction into a real FHIR server.
 
 A bundle argument is a file, or the name of one of our synthetic patients (``fixtures/patients/
-<name>.json``). Fixture patients are loaded with ``cds_service.fixtures.load``, which shifts their
+<name>.json``). Fixture patients are loaded with ``cds_tools.fixtures.load``, which shifts their
 dates so that "ten days ago" is ten days before today (and merges a background history when the
 fixture names one); any other Bundle is loaded as written. A transaction or batch Bundle is posted
 as is; a collection or searchset Bundle, or a single resource, is turned into a transaction of
@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from cds_service import fixtures
+from cds_tools import fixtures
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from cds_service.ehr.client import AUTO, CdsClient, accepted, overridden
-from cds_service.ehr.defaults import SANDBOX_LIKE_ORIGIN
-from cds_service.ehr.rules import Report
-from cds_service.ehr.signing import Signer, generate
+from cds_tools.ehr.client import AUTO, CdsClient, accepted, overridden
+from cds_tools.ehr.defaults import SANDBOX_LIKE_ORIGIN
+from cds_tools.ehr.rules import Report
+from cds_tools.ehr.signing import Signer, generate
 
 NO_ANSWER = 599  # status of the stand-in response when the service did not answer at all
 REFUSAL_WORDS = ("expired", "signature", "audience", "issuer", "jti", "replay", "kid", "algorithm", "jku")

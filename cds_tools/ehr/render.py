@@ -14,7 +14,7 @@ import sys
 import textwrap
 from typing import Any, TextIO
 
-from cds_service.ehr.prefetch import Fetched
+from cds_tools.ehr.prefetch import Fetched
 
 _COLOURS = {"critical": "\033[1;31m", "warning": "\033[1;33m", "info": "\033[1;36m", "dim": "\033[2m"}
 _RESET = "\033[0m"

@@ -33,7 +33,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from cds_service.ehr.defaults import ALGORITHMS, DEFAULT_ISS
+from cds_tools.ehr.defaults import ALGORITHMS, DEFAULT_ISS
 
 JWKS_PATH = "/.well-known/jwks.json"
 TOKEN_LIFETIME = 300  # seconds, as the Sandbox and Inferno issue them

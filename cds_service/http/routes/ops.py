@@ -1,4 +1,4 @@
-"""Operations endpoints: readiness, Prometheus metrics and feedback analytics.
+"""Operations endpoints: liveness, readiness, Prometheus metrics and feedback analytics.
 
 They are kept apart from the CDS Hooks endpoints because their audience is hospital IT and
 clinical informaticists, not EHRs: they are not CDS calls (no client JWT), and each has its own
@@ -17,7 +17,9 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from cds_service import metrics
+from cds_service.http.deps import RuntimeDep, SettingsDep
+from cds_service.http.responses import JSONResponse
+from cds_service.ops import metrics
 from cds_service.protocol.errors import BadRequest, NotFound, operation_outcome
 from cds_service.protocol.openapi import error_responses
 from cds_service.settings import Settings
@@ -32,17 +34,22 @@ def _json(content: object, status: int = 200, headers: dict[str, str] | None = N
     return Response(orjson.dumps(content), status, headers, media_type="application/json")
 
 
+@router.get("/healthz", include_in_schema=False)
+async def healthz() -> Response:
+    """Liveness: the process answers."""
+    return JSONResponse({"status": "ok"})
+
+
 @router.get("/readyz", include_in_schema=False)
-async def readyz(request: Request) -> Response:
+async def readyz(rt: RuntimeDep) -> Response:
     """Readiness: database reachable, schema at the migration head, Redis reachable if configured."""
-    ready, report = await request.app.state.readiness.check()
+    ready, report = await rt.readiness.check()
     return _json({"status": "ok" if ready else "unavailable", **report}, 200 if ready else 503)
 
 
 @router.get("/metrics", include_in_schema=False)
-async def prometheus_metrics(request: Request) -> Response:
+async def prometheus_metrics(settings: SettingsDep) -> Response:
     """Prometheus text exposition (all workers' values in multi-worker mode)."""
-    settings: Settings = request.app.state.rt.settings
     if not settings.metrics_enabled or settings.metrics_port is not None:
         raise NotFound("No such endpoint")
     body, content_type = metrics.exposition()
@@ -73,11 +80,11 @@ def _authorised(request: Request, settings: Settings) -> bool:
 
 @router.get("/analytics/feedback", tags=["Analytics"], responses=error_responses(400, 401, 404))
 async def analytics_feedback(
-    request: Request, since: str | None = None, until: str | None = None, top: int = 5
+    request: Request, rt: RuntimeDep, since: str | None = None, until: str | None = None, top: int = 5
 ) -> Response:
     """Per service and rule: cards issued, accepted, overridden, acceptance rate against cards
     issued, and the top override reasons, for cards issued in ``[since, until)``."""
-    settings: Settings = request.app.state.rt.settings
+    settings = rt.settings
     if not settings.analytics_on:
         raise NotFound("No such endpoint")
     if not _authorised(request, settings):
@@ -85,6 +92,6 @@ async def analytics_feedback(
     if not 1 <= top <= 50:
         raise BadRequest("top must be between 1 and 50")
     start, end = window(since, until, datetime.now(UTC))
-    await request.app.state.rt.issued.flush()  # this process's answered calls are all counted
-    report = await feedback_report(request.app.state.rt.store.engine, start, end, top)
+    await rt.issued.flush()  # this process's answered calls are all counted
+    report = await feedback_report(rt.store.engine, start, end, top)
     return _json(report.as_json())
