@@ -12,7 +12,7 @@ with 8 connections (what one worker can carry). Slices of all rows are interleav
 so a change in machine load during the run hits every row alike. Then the memory run: 10,000 calls,
 resident memory sampled as they go. The targets are ratios of figures from this same run.
 
-Benchmarks print figures; nothing here asserts on time (tests/test_bench_quick.py only checks that
+Benchmarks print figures; nothing here asserts on time (tests/tools/test_bench_quick.py only checks that
 the quick mode completes and prints every row).
 """
 

@@ -132,7 +132,7 @@ def prefetch_for(fixture: Fixture, templates: Mapping[str, str]) -> dict[str, An
     """The full prefetch an EHR would send for ``templates`` (discovery's ``prefetch``): the
     Patient for the read template and a searchset Bundle per search template.
 
-    Shared by the golden tests (tests/test_golden.py, tests/test_order_hooks.py) and the benchmark
+    Shared by the golden tests (tests/e2e/test_golden.py, tests/e2e/test_order_hooks.py) and the benchmark
     (bench/), so the benchmark measures exactly the payloads whose clinical output the tests pin.
     """
     resources = fixture.resources()

@@ -4,7 +4,7 @@ The hook and feedback endpoints read their bodies themselves (``app.read_json_ob
 failure gets the status the checklist asks for; FastAPI therefore cannot see a body parameter and
 would publish no request schema at all. This module supplies it (``openapi_extra``) from the very
 models the endpoints parse with, plus the OperationOutcome every error carries (``responses``), so
-that generated clients and fuzzers (schemathesis in tests/test_fuzz_http.py) see the real contract.
+that generated clients and fuzzers (schemathesis in tests/contract/test_fuzz_http.py) see the real contract.
 Nothing here changes how a request is parsed.
 """
 

@@ -18,7 +18,7 @@ import pytest
 from tests.support.broken_service import run_broken_service
 from tests.support.ehr_cli import cds_cli, jwt_server, ok
 from tests.support.servers import FHIR_TOKEN, CdsServer, FhirServer, free_port, run_cds_server
-from tests.test_ehr import CYCLOBENZAPRINE
+from tests.tools.test_ehr import CYCLOBENZAPRINE
 
 pytestmark = pytest.mark.e2e
 

@@ -136,7 +136,7 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(server: CdsServer, tm
 
 
 # ---------------------------------------------------------------------------------------- regressions
-# Found by the hypothesis tests (tests/test_fuzz_clinical.py): wrong-typed FHIR elements beside a
+# Found by the hypothesis tests (tests/unit/test_fuzz_clinical.py): wrong-typed FHIR elements beside a
 # fasciculation made the record builder raise, and the whole call answered 500.
 
 TRIGGER = {

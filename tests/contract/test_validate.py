@@ -17,7 +17,7 @@ from cds_service.protocol.validate import (
     response_problems,
 )
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "spec" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "spec" / "examples"
 
 
 def good() -> dict[str, Any]:

@@ -11,7 +11,7 @@ import httpx
 from tests.support.client import checked
 from tests.support.servers import run_cds_server
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_readme_starts_with_the_two_commands() -> None:

@@ -1,6 +1,6 @@
 """HealthChain's ``SandboxClient`` against our service; run with the HealthChain venv's Python.
 
-Not imported by the test suite: ``tests/test_interop_healthchain.py`` runs it as a subprocess with
+Not imported by the test suite: ``tests/contract/test_interop_healthchain.py`` runs it as a subprocess with
 ``.venv-healthchain/bin/python`` (HealthChain pins an older httpx and FastAPI than ours), passing a
 JSON plan on argv[1]; it prints one JSON document: the list of exchanges. Only HealthChain, its
 dependencies and the standard library are available here.

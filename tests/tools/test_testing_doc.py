@@ -1,6 +1,6 @@
 """docs/testing.md (and the README's pointer to it) must not drift from the CLI: every
 ``cds-fasciculation`` command in their shell blocks must parse with the real argument parser. (What the commands do is tested, with free ports
-instead of the documented ones, by tests/test_ehr.py and tests/test_conformance.py.)"""
+instead of the documented ones, by tests/tools/test_ehr.py and tests/contract/test_conformance.py.)"""
 
 from __future__ import annotations
 

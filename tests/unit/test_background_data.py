@@ -22,7 +22,7 @@ import pytest
 
 from tests.support.fhir_validator import ValidationResult, validate_resources
 
-BACKGROUND_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "background"
+BACKGROUND_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "background"
 NAMES = [f"bg-{size}-{variant}" for size in (50, 300, 2000) for variant in ("all", "unrelated")]
 TARGET = {"50": (45, 60), "300": (280, 330), "2000": (1900, 2100)}
 PATIENT_REF = "Patient/BACKGROUND"

@@ -23,8 +23,8 @@ from cds_service.clinical.units import normalise
 
 T = terminology()
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
-SEEDS = Path(__file__).resolve().parents[2] / "shared" / "clinical" / "seeds"
-ROOT = Path(__file__).resolve().parents[1]
+SEEDS = Path(__file__).resolve().parents[3] / "shared" / "clinical" / "seeds"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def ago(days: float) -> str:
