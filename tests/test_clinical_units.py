@@ -14,7 +14,7 @@ import pytest
 
 from cds_service.clinical.cards import MAX_SUMMARY, Catalogue, fill, md_escape
 from cds_service.clinical.engine import discipline, in_scope
-from cds_service.clinical.record import RecordBuilder, parse_when
+from cds_service.clinical.record_builder import RecordBuilder, parse_when
 from cds_service.clinical.review import DOC_PATH, rules_markdown
 from cds_service.clinical.rules import EVALUATION_ORDER, RULES
 from cds_service.clinical.rules.base import Hit, Suggest

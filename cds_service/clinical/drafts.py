@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cds_service.clinical.record import label_of, parse_when
+from cds_service.clinical.record_builder import label_of, parse_when
 from cds_service.clinical.terminology import Terminology
 from cds_service.jsonshape import items, obj, string
 

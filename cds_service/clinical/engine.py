@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from cds_service.clinical.drafts import Draft, focus
-from cds_service.clinical.record import Fact, PatientRecord
+from cds_service.clinical.record_model import Fact, PatientRecord
 from cds_service.clinical.rules import RULES, Hit, RuleContext
 from cds_service.clinical.rules.base import TRIGGERS
 from cds_service.clinical.terminology import Terminology

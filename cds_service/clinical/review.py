@@ -16,7 +16,7 @@ from typing import Any
 
 from cds_service.clinical.cards import Catalogue, RenderContext, Renderer
 from cds_service.clinical.engine import evaluate, in_scope
-from cds_service.clinical.record import RecordBuilder
+from cds_service.clinical.record_builder import RecordBuilder
 from cds_service.clinical.rules import RULES
 from cds_service.clinical.rules.base import DEFAULT_LOOKBACKS, TRIGGERS
 from cds_service.clinical.terminology import terminology

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from cds_service.clinical.record import Fact, LabResult, Medication, Order, PatientRecord
+from cds_service.clinical.record_model import Fact, LabResult, Medication, Order, PatientRecord
 
 TRIGGERS = (
     "fasciculation",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from cds_service.clinical.record import PatientRecord
+from cds_service.clinical.record_model import PatientRecord
 from cds_service.clinical.rules.base import EMG, UMN, Basis, Hit, RuleContext, Suggest, fmt_date, rule
 from cds_service.clinical.terminology import terminology
 

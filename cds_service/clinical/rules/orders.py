@@ -11,7 +11,7 @@ import re
 from datetime import timedelta
 
 from cds_service.clinical.drafts import Draft
-from cds_service.clinical.record import Order, PatientRecord
+from cds_service.clinical.record_model import Order, PatientRecord
 from cds_service.clinical.rules.base import (
     BULBAR,
     EMG,

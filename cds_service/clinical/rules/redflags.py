@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from cds_service.clinical.record import Fact, PatientRecord
+from cds_service.clinical.record_model import Fact, PatientRecord
 from cds_service.clinical.rules.base import (
     BULBAR,
     EMG,

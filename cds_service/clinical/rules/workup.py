@@ -3,7 +3,7 @@ myopathy screen (R07) and ferritin when restless legs is in the differential (R1
 
 from __future__ import annotations
 
-from cds_service.clinical.record import LabResult, PatientRecord
+from cds_service.clinical.record_model import LabResult, PatientRecord
 from cds_service.clinical.rules.base import Basis, Hit, RuleContext, Suggest, rule
 
 S000 = "000_bc010253c106cbbd.txt"
