@@ -16,21 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from cds_service.data.prefetch import PrefetchSpec
 from cds_service.protocol.models import CONTEXT_MODELS, GenericContext, HookRequest, ServiceDescriptor
 
 if TYPE_CHECKING:
     from cds_service.data.gather import GatheredData
     from cds_service.settings import Settings
-
-
-@dataclass(frozen=True)
-class PrefetchSpec:
-    """One prefetch template and what to do when its data cannot be had."""
-
-    key: str
-    template: str
-    required: bool = False
-    all_pages: bool = False  # follow Bundle.link[next] up to the page cap
 
 
 @dataclass(frozen=True)

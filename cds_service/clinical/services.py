@@ -18,12 +18,12 @@ from cds_service.clinical.record_builder import RecordBuilder
 from cds_service.clinical.rules import RULES
 from cds_service.clinical.rules.base import DEFAULT_LOOKBACKS, TRIGGERS
 from cds_service.clinical.terminology import LOINC, SNOMED, Terminology, terminology
+from cds_service.data.prefetch import PrefetchSpec
 from cds_service.protocol.models import CdsResponse, dump
 from cds_service.registry import (
     CardRecord,
     HandlerResult,
     HookCall,
-    PrefetchSpec,
     Registry,
     ServiceDefinition,
 )

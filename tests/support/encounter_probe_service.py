@@ -5,7 +5,8 @@ sends for such a template (Medplum: ``null``; the Sandbox: leaves the key out)."
 
 from __future__ import annotations
 
-from cds_service.registry import PrefetchSpec, Registry, ServiceDefinition
+from cds_service.data.prefetch import PrefetchSpec
+from cds_service.registry import Registry, ServiceDefinition
 from cds_service.settings import Settings
 from tests.support.probe_service import probe
 

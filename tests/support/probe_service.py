@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import uuid
 
+from cds_service.data.prefetch import PrefetchSpec
 from cds_service.protocol.models import Card, CdsResponse, Source, dump
 from cds_service.registry import (
     CardRecord,
     HandlerResult,
     HookCall,
-    PrefetchSpec,
     Registry,
     ServiceDefinition,
 )
