@@ -295,8 +295,9 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         base = r.settings.public_base_url or str(request.base_url)
         result = await service.handler(HookCall(req, context, data, now, base.rstrip("/")))
         audit_details(request, cards=len(result.issued), rules=sorted({c.rule_id for c in result.issued}))
+        body = dump(result.response)
         if r.settings.self_check:
-            problems = response_problems(result.body)
+            problems = response_problems(body)
             if problems:
                 log.error("response failed self-check", extra={"fields": {"problems": problems[:20]}})
                 raise CdsError(500, "The service produced a non-conformant response; it was withheld.")
@@ -316,7 +317,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             ]
         )
         metrics.cards_issued(service_id, result.issued)
-        return JSONResponse(result.body)
+        return JSONResponse(body)
 
     @app.post(
         "/cds-services/{service_id}/feedback",

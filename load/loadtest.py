@@ -73,6 +73,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from faultproxy import Entry, base_url, read_log, require_loopback  # noqa: E402
 
 from cds_service import fixtures  # noqa: E402
+from cds_service.clinical.cards import CARD_EXTENSION  # noqa: E402
 from cds_service.clinical.services import SERVICE_ID, prefetch_templates  # noqa: E402
 from cds_service.clinical.terminology import terminology  # noqa: E402
 from cds_service.protocol.validate import response_problems  # noqa: E402
@@ -385,7 +386,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def card_rules(body: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(c["detail"].rsplit("_Rule ", 1)[1].split(";", 1)[0], c["indicator"]) for c in body["cards"]]
+    """(rule, indicator) of each card; the rule from the card's machine-readable extension."""
+    return [(c["extension"][CARD_EXTENSION]["rule"], c["indicator"]) for c in body["cards"]]
 
 
 def judge(
