@@ -166,7 +166,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"no such file: {args.bundle}", file=sys.stderr)
         return 2
     try:
-        cards = evaluate_bundle(args.bundle, args.hook, budget=args.budget, as_fixture=args.fixture)
+        cards = evaluate_bundle(
+            args.bundle, args.hook, budget=args.budget, as_fixture=args.fixture, user_ref=args.user
+        )
     except (ValueError, KeyError) as exc:
         print(f"cannot evaluate {args.bundle}: {exc}", file=sys.stderr)
         return 2
@@ -230,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--budget", type=int, help="most cards shown (default: the service's, CDS_CARD_BUDGET, 4)"
     )
+    ev.add_argument("--user", help="userId of the hook (Practitioner/x): requester of suggested orders")
     ev.add_argument("--json", action="store_true", help="print the CDS Hooks response JSON instead of text")
     ev.add_argument("--fixture", action="store_true", help="a fixtures/patients file: shift its dates to today")
     ev.set_defaults(func=_evaluate)

@@ -93,7 +93,7 @@ class CardSpec(_Spec):
     """One file of ``cards/``: what clinicians edit, validated once at start-up."""
 
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
-    rule: str = Field(pattern=r"^R\d{2}[a-z]?$")
+    rule: str = Field(pattern=r"^[A-Z][A-Za-z0-9]*$")
     # The indicators this card can carry, the usual one first; a rule may raise a card's severity
     # (R13: info, warning when electrolytes are low) only to one listed here.
     indicator: Indicator | list[Indicator]

@@ -104,6 +104,7 @@ def evaluate_bundle(
     base_url: str = OFFLINE_BASE_URL,
     now: datetime | None = None,
     topic: Topic | None = None,
+    user_ref: str | None = None,
 ) -> list[tuple[str, Card]]:
     """Run a FHIR Bundle (any type) offline through the service's pipeline; returns (rule id,
     card) pairs. ``budget`` overrides the card budget of the topic settings (``CDS_CARD_BUDGET``).
@@ -125,7 +126,11 @@ def evaluate_bundle(
     resources = collect([[r for r in entries if isinstance(r, dict)]])
     patient = next(iter(resources.get("Patient", [])), {"id": "unknown"})
     situation = Situation(
-        hook=Hook(hook), now=now or datetime.now(UTC), patient_id=str(patient.get("id")), base_url=base_url
+        hook=Hook(hook),
+        now=now or datetime.now(UTC),
+        patient_id=str(patient.get("id")),
+        user_ref=user_ref,  # the requester of suggested orders, as the hook's userId gives it
+        base_url=base_url,
     )
     assessment = topic.assess(resources, situation)
     return [(why.rule, card) for why, card in zip(assessment.issued, assessment.cards, strict=True)]
