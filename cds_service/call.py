@@ -22,7 +22,7 @@ from cds_service.data.gather import Gatherer
 from cds_service.ops.observability import hash_patient
 from cds_service.ops.record import CallRecord
 from cds_service.protocol.errors import BadRequest, CdsError
-from cds_service.protocol.models import HookRequest
+from cds_service.protocol.models import HookRequest, dump
 from cds_service.protocol.validate import response_problems
 from cds_service.registry import HookCall, Registry
 from cds_service.settings import Settings
@@ -86,8 +86,9 @@ async def run_call(
     now = now or datetime.now(UTC)
     result = await service.handler(HookCall(req, context, data, now, base_url.rstrip("/")))
     record.issued = list(result.issued)
+    body = dump(result.response)
     if settings.self_check:
-        problems = response_problems(result.body)
+        problems = response_problems(body)
         if problems:
             log.error("response failed self-check", extra={"fields": {"problems": problems[:20]}})
             raise CdsError(500, "The service produced a non-conformant response; it was withheld.")
@@ -104,4 +105,4 @@ async def run_call(
         )
         for c in result.issued
     ]
-    return CallOutcome(result.body, rows)
+    return CallOutcome(body, rows)

@@ -166,7 +166,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"no such file: {args.bundle}", file=sys.stderr)
         return 2
     try:
-        cards = evaluate_bundle(args.bundle, args.hook, as_fixture=args.fixture)
+        cards = evaluate_bundle(
+            args.bundle, args.hook, budget=args.budget, as_fixture=args.fixture, user_ref=args.user
+        )
     except (ValueError, KeyError) as exc:
         print(f"cannot evaluate {args.bundle}: {exc}", file=sys.stderr)
         return 2
@@ -216,9 +218,21 @@ def build_parser() -> argparse.ArgumentParser:
     hc.add_argument("--ready", action="store_true", help="check /readyz instead of /healthz")
     hc.add_argument("--timeout", type=float, default=4.0, help="seconds to wait for the answer")
     hc.set_defaults(func=_healthcheck)
+    from cds_service.clinical.moments import HOOK_MOMENTS  # the hooks the topic serves (a light module)
+    from cds_service.protocol.models import Hook
+
     ev = sub.add_parser("evaluate", help="run a FHIR Bundle file offline and print the cards (clinical review)")
     ev.add_argument("bundle", type=Path, help="FHIR Bundle JSON (any Bundle type)")
-    ev.add_argument("--hook", default="patient-view", help="hook to evaluate (default patient-view)")
+    ev.add_argument(
+        "--hook",
+        default=Hook.PATIENT_VIEW.value,
+        choices=[h.value for h in HOOK_MOMENTS],
+        help="hook to evaluate (default patient-view)",
+    )
+    ev.add_argument(
+        "--budget", type=int, help="most cards shown (default: the service's, CDS_CARD_BUDGET, 4)"
+    )
+    ev.add_argument("--user", help="userId of the hook (Practitioner/x): requester of suggested orders")
     ev.add_argument("--json", action="store_true", help="print the CDS Hooks response JSON instead of text")
     ev.add_argument("--fixture", action="store_true", help="a fixtures/patients file: shift its dates to today")
     ev.set_defaults(func=_evaluate)

@@ -12,25 +12,16 @@ import importlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from cds_service.protocol.models import CONTEXT_MODELS, GenericContext, HookRequest, ServiceDescriptor
+from cds_service.data.prefetch import PrefetchSpec
+from cds_service.protocol.models import CdsResponse, Hook, HookRequest, ServiceDescriptor
 
 if TYPE_CHECKING:
     from cds_service.data.gather import GatheredData
     from cds_service.settings import Settings
-
-
-@dataclass(frozen=True)
-class PrefetchSpec:
-    """One prefetch template and what to do when its data cannot be had."""
-
-    key: str
-    template: str
-    required: bool = False
-    all_pages: bool = False  # follow Bundle.link[next] up to the page cap
 
 
 @dataclass(frozen=True)
@@ -44,9 +35,10 @@ class CardRecord:
 
 @dataclass
 class HandlerResult:
-    """A handler's answer: the response body plus, per card, the rule that produced it."""
+    """A handler's answer: the typed response (the core checks and serialises it) plus, per card,
+    the rule that produced it (for the issued-card registry)."""
 
-    body: dict[str, Any]
+    response: CdsResponse = field(default_factory=CdsResponse)
     issued: list[CardRecord] = field(default_factory=list)
 
 
@@ -67,7 +59,7 @@ Handler = Callable[[HookCall], Awaitable[HandlerResult]]
 @dataclass(frozen=True)
 class ServiceDefinition:
     id: str
-    hook: str
+    hook: Hook
     title: str
     description: str
     handler: Handler
@@ -85,8 +77,8 @@ class ServiceDefinition:
         )
 
     def context_model(self) -> type[BaseModel]:
-        """Typed context for the hooks we know; any other hook gets a lenient generic context."""
-        return CONTEXT_MODELS.get(self.hook, GenericContext)
+        """Typed context of the hook this definition serves (every ``Hook`` has one)."""
+        return self.hook.context_model
 
 
 class Registry:

@@ -87,19 +87,6 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(5_000_000, ge=1024, description="Largest request body accepted (413 beyond)")
 
-    # --- clinical content
-    card_budget: int = Field(4, ge=1, le=20, description="Most cards per response, ranked by severity")
-    order_intent: Literal["proposal", "order"] = Field(
-        "proposal", description="ServiceRequest.intent of suggested orders (EHR convention)"
-    )
-    lab_lookback_days: dict[str, int] = Field(
-        default_factory=dict,
-        description='Per-test look-back overrides in days, JSON, e.g. {"tsh": 180}; defaults in docs',
-    )
-    trigger_free_text: bool = Field(
-        False, description="Also treat 'fascicul'/'twitch' in Condition.code.text as a trigger"
-    )
-
     cors_allow_origins: list[str] = Field(
         default_factory=list,
         description="Origins allowed by CORS; empty = none (dev: '*' without credentials)",

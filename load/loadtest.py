@@ -64,6 +64,7 @@ import httpx
 import orjson
 import yaml
 
+from cds_service.clinical.cards import CARD_EXTENSION
 from cds_service.clinical.services import SERVICE_ID, prefetch_templates
 from cds_service.clinical.terminology import terminology
 from cds_service.protocol.validate import response_problems
@@ -342,7 +343,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def card_rules(body: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(c["detail"].rsplit("_Rule ", 1)[1].split(";", 1)[0], c["indicator"]) for c in body["cards"]]
+    """(rule, indicator) of each card; the rule from the card's machine-readable extension."""
+    return [(c["extension"][CARD_EXTENSION]["rule"], c["indicator"]) for c in body["cards"]]
 
 
 def judge(

@@ -36,12 +36,12 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
+from cds_service.data.prefetch import PrefetchSpec
 from cds_service.data.templates import render, token_values
 from cds_service.jsonshape import items
 from cds_service.ops import metrics
 from cds_service.protocol.errors import PreconditionFailed
 from cds_service.protocol.models import HookRequest
-from cds_service.registry import PrefetchSpec
 from cds_service.settings import Settings
 
 FHIR_ACCEPT = "application/fhir+json, application/json;q=0.9"

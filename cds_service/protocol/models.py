@@ -8,6 +8,7 @@ and serialised without ``None``; ``protocol.validate`` checks the invariants pyd
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -54,6 +55,24 @@ class HookRequest(_Lenient):
     extension: JSONObject | None = None
 
 
+class Hook(StrEnum):
+    """The hooks whose context this service knows; declared once, used everywhere a hook is named.
+
+    A request may still name any hook (``HookRequest.hook`` is a plain string): a hook not listed
+    here gets ``GenericContext``, and the registry answers 400 if no service serves it. Each member
+    has its context model in ``CONTEXT_MODELS`` below (checked at import).
+    """
+
+    PATIENT_VIEW = "patient-view"
+    ORDER_SELECT = "order-select"
+    ORDER_SIGN = "order-sign"
+    ENCOUNTER_START = "encounter-start"
+
+    @property
+    def context_model(self) -> type[BaseModel]:
+        return CONTEXT_MODELS[self]
+
+
 class PatientViewContext(_Lenient):
     userId: str = Field(min_length=1)
     patientId: str = Field(min_length=1)
@@ -75,17 +94,36 @@ class OrderSignContext(_Lenient):
     draftOrders: JSONObject
 
 
+class EncounterStartContext(_Lenient):
+    """encounter-start (hooks library, v1): the user starts an encounter with the patient."""
+
+    userId: str = Field(min_length=1)
+    patientId: str = Field(min_length=1)
+    encounterId: str = Field(min_length=1)
+
+
 class GenericContext(_Lenient):
-    """Context of a hook without a typed model (e.g. encounter-start): kept as sent."""
+    """Context of a hook without a typed model: kept as sent."""
 
 
-HookContext = PatientViewContext | OrderSelectContext | OrderSignContext
+HookContext = PatientViewContext | OrderSelectContext | OrderSignContext | EncounterStartContext
 
-CONTEXT_MODELS: dict[str, type[BaseModel]] = {
-    "patient-view": PatientViewContext,
-    "order-select": OrderSelectContext,
-    "order-sign": OrderSignContext,
+CONTEXT_MODELS: dict[Hook, type[BaseModel]] = {
+    Hook.PATIENT_VIEW: PatientViewContext,
+    Hook.ORDER_SELECT: OrderSelectContext,
+    Hook.ORDER_SIGN: OrderSignContext,
+    Hook.ENCOUNTER_START: EncounterStartContext,
 }
+if set(CONTEXT_MODELS) != set(Hook):  # a hook without its context model is a programming error
+    raise RuntimeError(f"hooks without a context model: {sorted(set(Hook) - set(CONTEXT_MODELS))}")
+
+
+def context_model_of(hook: str) -> type[BaseModel]:
+    """Typed context of a known hook; any other hook gets the lenient generic context."""
+    try:
+        return CONTEXT_MODELS[Hook(hook)]
+    except ValueError:
+        return GenericContext
 
 
 # --------------------------------------------------------------------------- feedback
@@ -170,6 +208,7 @@ class Card(_Strict):
     selectionBehavior: Literal["at-most-one", "any"] | None = None
     overrideReasons: list[Coding] | None = None
     links: list[Link] | None = None
+    extension: JSONObject | None = None  # spec 2.0 "Extensions": namespaced, reverse-domain keys
 
 
 class CdsResponse(_Strict):

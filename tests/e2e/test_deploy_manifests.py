@@ -21,6 +21,7 @@ import httpx
 import pytest
 import yaml
 
+from cds_service.clinical.settings import TopicSettings
 from cds_service.settings import Settings
 from cds_service.trust.config import load_issuers
 from tests.support.servers import ROOT, free_port, sekmet_binary, stop, unavailable, wait_http
@@ -29,7 +30,8 @@ CHART = ROOT / "deploy" / "helm" / "cds-fasciculation"
 CI_VALUES = CHART / "ci" / "production-values.yaml"
 ENV_EXAMPLE = ROOT / "deploy" / "compose" / "cds.env.example"
 K8S_VERSIONS = ("1.25.0", "1.30.0")
-SETTING_NAMES = {f"CDS_{name.upper()}" for name in Settings.model_fields}
+# The core settings and the topic's own (same CDS_ prefix, read by cds_service/clinical/settings.py).
+SETTING_NAMES = {f"CDS_{name.upper()}" for name in (*Settings.model_fields, *TopicSettings.model_fields)}
 
 
 def tool(name: str) -> str:

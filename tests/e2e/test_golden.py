@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from cds_tools import fixtures
-from tests.support.client import checked, hook_body
+from tests.support.client import checked, hook_body, rule_of
 from tests.support.fhir_validator import validate_resources
 from tests.support.servers import FHIR_TOKEN, CdsServer, FhirServer, run_cds_server
 
@@ -65,8 +65,7 @@ def summarise(body: dict[str, Any]) -> list[dict[str, Any]]:
                 continue  # the "order all" suggestion repeats the single ones
             code = s["actions"][0]["resource"]["code"]
             codes.append(f"{code['coding'][0]['system']}|{code['coding'][0]['code']}" if "coding" in code else f"text:{code['text']}")
-        rule = card["detail"].rsplit("_Rule ", 1)[1].split(";", 1)[0]
-        out.append({"indicator": card["indicator"], "rule": rule, "suggests": codes})
+        out.append({"indicator": card["indicator"], "rule": rule_of(card), "suggests": codes})
     return out
 
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from cds_tools import fixtures
-from tests.support.client import checked, hook_body
+from tests.support.client import checked, hook_body, rule_of
 from tests.support.fhir_validator import validate_resources
 from tests.support.servers import FHIR_TOKEN, CdsServer, FhirServer, run_cds_server
 
@@ -67,8 +67,7 @@ def summarise(body: dict[str, Any]) -> list[dict[str, Any]]:
                     CREATED.append(a["resource"])
                     code = a["resource"]["code"]
                     creates.append(f"{code['coding'][0]['system']}|{code['coding'][0]['code']}")
-        rule = card["detail"].rsplit("_Rule ", 1)[1].split(";", 1)[0]
-        out.append({"rule": rule, "indicator": card["indicator"], "delete": deletes, "suggests": creates})
+        out.append({"rule": rule_of(card), "indicator": card["indicator"], "delete": deletes, "suggests": creates})
     return out
 
 

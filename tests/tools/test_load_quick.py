@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from cds_service.clinical.cards import CARD_EXTENSION
 from cds_tools import fixtures
 from tests.support.servers import ROOT, sekmet_binary, unavailable
 
@@ -133,6 +134,7 @@ def test_card_must_state_missing_optional_data(lt: ModuleType) -> None:
         "indicator": "info",
         "source": {"label": "x"},
         "detail": "Something.\n\n_Rule R04; evidence and codes: see the linked page._",
+        "extension": {CARD_EXTENSION: {"rule": "R04", "card": "lab-gaps"}},
     }
     [v] = scenario(lt, "partial", 200, {"medications": "badjson"}, body={"cards": [card]})
     assert "does not say so" in v
@@ -149,6 +151,7 @@ def test_unexpected_cards_when_nothing_broke_is_a_violation(lt: ModuleType) -> N
         "indicator": "critical",
         "source": {"label": "x"},
         "detail": "_Rule R01; evidence and codes: see the linked page._",
+        "extension": {CARD_EXTENSION: {"rule": "R01", "card": "red-flag-motor"}},
     }
     [v] = scenario(lt, "full", 200, {}, body={"cards": [card]})
     assert "!= expected" in v
@@ -170,6 +173,7 @@ def test_other_cards_are_fine_when_optional_data_never_arrived(lt: ModuleType) -
         "indicator": "critical",
         "source": {"label": "x"},
         "detail": "_Rule R01; evidence and codes: see the linked page._",
+        "extension": {CARD_EXTENSION: {"rule": "R01", "card": "red-flag-motor"}},
     }
     assert scenario(lt, "partial", 200, {}, body={"cards": [card]}) == []
     assert scenario(lt, "partial", 200, {"medications": None}, body={"cards": [card]}, late=True) == []

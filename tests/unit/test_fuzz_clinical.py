@@ -4,7 +4,7 @@ EHRs send what they have: R4, STU3 or DSTU2 shapes, missing fields, a single obj
 array, a number where a string belongs, dates like ``2026-13-45``. The prefetch and draft orders are
 raw JSON by design (``protocol.models``), so every reader downstream must cope. These tests generate
 such data with hypothesis, biased towards the codes the rules know (otherwise nothing would fire), and
-run the same chain as ``WorkupService.run`` (record, rules, cards) for all three hooks. The
+run the same chain as the service handler (``Topic.assess``: record, rules, cards) for all three hooks. The
 properties: nothing raises, and every response is a conformant CDS Hooks response
 (``response_problems(...) == []``) that also parses with the strict response model.
 
@@ -33,7 +33,7 @@ from cds_service.clinical.services import WorkupService, prefetch_templates
 from cds_service.clinical.terminology import ICD10CM, LOINC, RXNORM, SNOMED, terminology
 from cds_service.data.gather import GatheredData, Gatherer, KeyResult, KeyState
 from cds_service.protocol.errors import PreconditionFailed
-from cds_service.protocol.models import CONTEXT_MODELS, CdsResponse, HookRequest
+from cds_service.protocol.models import CONTEXT_MODELS, CdsResponse, Hook, HookRequest, dump
 from cds_service.protocol.validate import response_problems
 from cds_service.registry import HookCall
 from cds_service.settings import Settings
@@ -43,7 +43,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
 
 T = terminology()
 SETTINGS = Settings()
-SERVICE = WorkupService(SETTINGS)
+SERVICE = WorkupService()
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 PATIENT = "pt-fuzz"
 FUZZ = settings(
@@ -424,7 +424,7 @@ def hook_call(
     data.keys["appointments-missing"] = KeyResult("appointments-missing", KeyState.MISSING, [], "timed out")
     ctx = {"userId": "Practitioner/dr-1", "patientId": patient, **context}
     request = HookRequest(hook=hook, hookInstance=str(uuid.uuid4()), context=ctx)
-    return HookCall(request, CONTEXT_MODELS[hook].model_validate(ctx), data, NOW, "http://127.0.0.1:8100")
+    return HookCall(request, CONTEXT_MODELS[Hook(hook)].model_validate(ctx), data, NOW, "http://127.0.0.1:8100")
 
 
 def assert_conformant(body: dict[str, Any]) -> None:
@@ -439,9 +439,9 @@ def test_patient_view_never_crashes_and_cards_are_valid(
     record: tuple[str, dict[str, list[dict[str, Any]]]],
 ) -> None:
     patient, resources = record
-    result = asyncio.run(SERVICE.patient_view(hook_call("patient-view", resources, {}, patient)))
-    assert_conformant(result.body)
-    assert len(result.issued) == len(result.body["cards"])
+    result = asyncio.run(SERVICE.handle(hook_call("patient-view", resources, {}, patient)))
+    assert_conformant(dump(result.response))
+    assert len(result.issued) == len(result.response.cards)
 
 
 @FUZZ
@@ -467,8 +467,8 @@ def test_order_hooks_never_crash_and_cards_are_valid(
         call = hook_call(hook, resources, context, patient)
     except ValueError:
         return  # the context model rejects it: the app answers 400 before any clinical code runs
-    result = asyncio.run(SERVICE.order_hook(call))
-    assert_conformant(result.body)
+    result = asyncio.run(SERVICE.handle(call))
+    assert_conformant(dump(result.response))
 
 
 @FUZZ
@@ -554,8 +554,7 @@ def test_trigger_alone_is_in_scope(hook: str) -> None:
     trigger = copy.deepcopy(TRIGGER_CONDITION)
     context = {"draftOrders": {"resourceType": "Bundle", "entry": []}} if hook == "order-sign" else {}
     call = hook_call(hook, {"Condition": [trigger]}, context)
-    handler = SERVICE.patient_view if hook == "patient-view" else SERVICE.order_hook
-    body = asyncio.run(handler(call)).body
+    body = dump(asyncio.run(SERVICE.handle(call)).response)
     assert_conformant(body)
     if hook == "patient-view":
         assert body["cards"], "a lone fasciculation must at least ask for the first-tier labs"
@@ -640,7 +639,7 @@ def test_regression_wrong_types_in_record(name: str) -> None:
     res = REGRESSIONS[name]
     resources: dict[str, list[dict[str, Any]]] = {"Condition": [copy.deepcopy(TRIGGER_CONDITION)]}
     resources.setdefault(res["resourceType"], []).append(res)
-    body = asyncio.run(SERVICE.patient_view(hook_call("patient-view", resources, {}))).body
+    body = dump(asyncio.run(SERVICE.handle(hook_call("patient-view", resources, {}))).response)
     assert_conformant(body)
     assert body["cards"]
 
@@ -656,7 +655,7 @@ def test_regression_wrong_types_in_record(name: str) -> None:
 def test_regression_wrong_types_in_drafts(draft: dict[str, Any]) -> None:
     context = {"draftOrders": {"resourceType": "Bundle", "entry": [{"resource": draft}]}}
     call = hook_call("order-sign", {"Condition": [copy.deepcopy(TRIGGER_CONDITION)]}, context)
-    assert_conformant(asyncio.run(SERVICE.order_hook(call)).body)
+    assert_conformant(dump(asyncio.run(SERVICE.handle(call)).response))
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,10 @@ import pytest
 import respx
 
 from cds_service.data.gather import Gatherer, KeyState, build_fhir_client
+from cds_service.data.prefetch import PrefetchSpec
 from cds_service.data.templates import check_template, render, token_values
 from cds_service.protocol.errors import PreconditionFailed
 from cds_service.protocol.models import HookRequest
-from cds_service.registry import PrefetchSpec
 from cds_service.settings import Settings
 
 FHIR = "https://ehr.example.org/fhir"

@@ -24,9 +24,9 @@ from collections.abc import AsyncIterator
 import httpx
 
 from cds_service.data.gather import Gatherer, KeyState, build_fhir_client
+from cds_service.data.prefetch import PrefetchSpec
 from cds_service.protocol.errors import PreconditionFailed
 from cds_service.protocol.models import HookRequest
-from cds_service.registry import PrefetchSpec
 from cds_service.settings import Settings
 
 SPECS = tuple(

@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from cds_service.clinical.record import PatientRecord
+from cds_service.clinical.moments import CHART
+from cds_service.clinical.record_model import PatientRecord
 from cds_service.clinical.rules.base import EMG, UMN, Basis, Hit, RuleContext, Suggest, fmt_date, rule
 from cds_service.clinical.terminology import terminology
 
@@ -43,7 +44,7 @@ def _red_flag(ctx: RuleContext) -> bool:
 @rule(
     "R06",
     "EMG/NCS indicated without red flags",
-    ("patient-view",),
+    CHART,
     "no red flag, no EMG on file or pending, and fasciculation with cramps or neuromyotonia, a note saying it "
     "is progressive, or anxiety about ALS (anxiety noted as ALS-related, or GAD-7 of 10 or more)",
     (
@@ -55,6 +56,8 @@ def _red_flag(ctx: RuleContext) -> bool:
         ),
     ),
     suppressed_when="R01 fired (it orders EMG urgently)",
+    rank=170,
+    suppressed_by=("R01",),
 )
 def r06_emg_indicated(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     if "R01" in ctx.fired or rec.done_orders(*EMG) or rec.pending_order(*EMG):
@@ -84,7 +87,7 @@ def r06_emg_indicated(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R11",
     "Symptomatic therapy guidance",
-    ("patient-view",),
+    CHART,
     "no red flag, fasciculation first recorded at least 28 days ago, and no active gabapentin or carbamazepine",
     (
         (
@@ -97,6 +100,9 @@ def r06_emg_indicated(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     ),
     suppressed_when="R01, R02 or R03 fired, any warning (an abnormal result or drug cause to address first), or "
     "an abnormal EMG report",
+    rank=190,
+    suppressed_by=("R01", "R02", "R03"),
+    yields_to_critical=True,
 )
 def r11_therapy(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     if _red_flag(ctx) or any(h.indicator == "warning" for h in ctx.fired.values()):
@@ -120,7 +126,7 @@ def r11_therapy(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R12",
     "Anxiety and depression screening missing",
-    ("patient-view",),
+    CHART,
     "no GAD-7 or no PHQ-9 total score within 180 days (each suggested separately)",
     (
         (
@@ -134,6 +140,7 @@ def r11_therapy(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
             "routine psychiatric intervention is not necessary",
         ),
     ),
+    rank=200,
 )
 def r12_screening(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     hit = Hit("R12", "screening-missing", "info")
@@ -151,7 +158,7 @@ def r12_screening(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R13",
     "Possible medication-induced fasciculations",
-    ("patient-view",),
+    CHART,
     "an active diuretic, systemic corticosteroid, estrogen or penicillin; warning instead of info when R05g found "
     "low electrolytes",
     (
@@ -167,6 +174,7 @@ def r12_screening(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
             "tapering",
         ),
     ),
+    rank=210,
 )
 def r13_drug_causes(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     t = terminology()
@@ -183,13 +191,15 @@ def r13_drug_causes(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R14",
     "Follow-up scheduling",
-    ("patient-view",),
+    CHART,
     "no red flag, a first-tier lab ordered or resulted within 30 days, and no follow-up booked or requested",
     (
         (S000, "Reassess at 2-4 weeks to review laboratory results and provide additional reassurance"),
         (S000, "Schedule follow-up at 6 months to confirm stability"),
     ),
     suppressed_when="R01, R02 or R03 fired",
+    rank=220,
+    suppressed_by=("R01", "R02", "R03"),
 )
 def r14_follow_up(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     if _red_flag(ctx) or rec.future_visits:
@@ -235,7 +245,7 @@ def r14_follow_up(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R17",
     "PAD check in older patients with vascular risk",
-    ("patient-view",),
+    CHART,
     "age 50 or more, an atherosclerotic risk factor (hypertension, hyperlipidaemia, smoking, coronary disease, "
     "CKD or diabetes), leg symptoms (weakness, numbness, cramps), no known PAD and no ABI within 730 days",
     (
@@ -250,6 +260,7 @@ def r14_follow_up(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
             "findings",
         ),
     ),
+    rank=230,
 )
 def r17_pad_check(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     if rec.age is None or rec.age < 50 or rec.has("peripheral_artery_disease"):
@@ -274,7 +285,7 @@ def r17_pad_check(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R18",
     "Sensory symptoms: consider peripheral neuropathy",
-    ("patient-view",),
+    CHART,
     "numbness/paresthesia or a peripheral neuropathy diagnosis with fasciculation",
     (
         (
@@ -283,6 +294,7 @@ def r17_pad_check(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
             "distribution with reduced ankle reflexes, not isolated fasciculations",
         ),
     ),
+    rank=240,
 )
 def r18_sensory(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     sensory = rec.has("numbness_paresthesia", "peripheral_neuropathy")
@@ -297,7 +309,7 @@ def r18_sensory(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R20",
     "Reassurance and education",
-    ("patient-view",),
+    CHART,
     "no red flag, no abnormal result card, no UMN or sensory finding, and the first-tier work-up complete",
     (
         (
@@ -310,6 +322,9 @@ def r18_sensory(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     suppressed_when="any critical or warning card; lab gaps (R04); an abnormal result (R05); EMG indicated, "
     "pending or myositis screen (R06-R08); PAD suspected (R17); sensory symptoms (R18); an EMG report with "
     "fibrillations, positive sharp waves, denervation or neurogenic change",
+    rank=300,
+    suppressed_by=("R04", "R05b", "R05d", "R05e", "R05f", "R05i", "R06", "R07", "R08", "R17", "R18"),
+    yields_to_critical=True,
 )
 def r20_reassurance(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     if any(h.indicator != "info" for h in ctx.fired.values()):

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from cds_service.clinical.record import Fact, PatientRecord
+from cds_service.clinical.moments import ALWAYS, CHART, Moment
+from cds_service.clinical.record_model import Fact, PatientRecord
 from cds_service.clinical.rules.base import (
     BULBAR,
     EMG,
@@ -54,7 +55,7 @@ def neurology_suggestion_or_note(rec: PatientRecord, hit: Hit, priority: str) ->
 @rule(
     "R01",
     "Red flag: weakness, atrophy, pathological reflexes or bulbar signs",
-    ("patient-view", "order-select", "order-sign"),
+    ALWAYS,
     "fasciculation with objective weakness, muscle atrophy, an upper-motor-neuron sign (hyperreflexia, "
     "Babinski, clonus, spasticity, Hoffmann) or a bulbar sign (dysphagia, dysarthria); patient-reported "
     "weakness alone gives a warning asking for an objective strength exam",
@@ -74,13 +75,14 @@ def neurology_suggestion_or_note(rec: PatientRecord, hit: Hit, priority: str) ->
     ),
     suppressed_when="an active ALS or motor neuron disease diagnosis (work-up already done); on order hooks, "
     "when EMG/NCS and a neurology referral are both pending or in the order set",
+    rank=30,
 )
 def r01_red_flags(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     if rec.has("als", "motor_neuron_disease"):
         return None
     weakness = rec.has("muscle_weakness")
     signs = rec.has("muscle_atrophy", *UMN, *BULBAR) + objective(weakness)
-    if ctx.hook != "patient-view":
+    if ctx.moment is not Moment.CHART:
         return _r01_at_ordering(rec, ctx, signs)
     if not signs:
         if not weakness:
@@ -139,7 +141,7 @@ def _finding_words(concepts: set[str]) -> str:
 @rule(
     "R02",
     "Sudden onset with a new neurological deficit",
-    ("patient-view", "order-select"),
+    (Moment.CHART, Moment.SELECTING),
     f"fasciculation first recorded within {NEW_DAYS} days together with a new deficit in the same window "
     "(acute stroke code, weakness, dysarthria or numbness), or an acute stroke in a patient with fasciculation; "
     "a historical stroke (I69.-, Z86.73) never counts",
@@ -150,6 +152,7 @@ def _finding_words(concepts: set[str]) -> str:
             "acute stroke involving the basal ganglia, thalamus, or motor cortex",
         ),
     ),
+    rank=20,
 )
 def r02_sudden_onset(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     new_trigger = [
@@ -183,7 +186,7 @@ def r02_sudden_onset(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R02b",
     "Facial myokymia",
-    ("patient-view",),
+    CHART,
     "facial myokymia (ICD-10-CM G51.4, or myokymia described as facial)",
     (
         (
@@ -193,6 +196,7 @@ def r02_sudden_onset(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         ),
     ),
     needs_trigger=False,
+    rank=40,
 )
 def r02b_facial_myokymia(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     facial = [
@@ -215,7 +219,7 @@ def r02b_facial_myokymia(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R03",
     "Weakness with areflexia: Guillain-Barre pattern",
-    ("patient-view", "order-select"),
+    (Moment.CHART, Moment.SELECTING),
     f"an active Guillain-Barre diagnosis recorded within {GBS_DAYS} days (even without fasciculation), or "
     f"fasciculation with weakness and areflexia/hyporeflexia both recorded within {GBS_DAYS} days",
     (
@@ -231,6 +235,7 @@ def r02b_facial_myokymia(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         ),
     ),
     needs_trigger=False,
+    rank=10,
 )
 def r03_gbs(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     gbs = rec.has("guillain_barre", within_days=GBS_DAYS)

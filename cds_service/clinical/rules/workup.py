@@ -3,8 +3,9 @@ myopathy screen (R07) and ferritin when restless legs is in the differential (R1
 
 from __future__ import annotations
 
-from cds_service.clinical.record import LabResult, PatientRecord
-from cds_service.clinical.rules.base import Basis, Hit, RuleContext, Suggest, rule
+from cds_service.clinical.moments import CHART
+from cds_service.clinical.record_model import LabResult, PatientRecord
+from cds_service.clinical.rules.base import Basis, Fold, Hit, RuleContext, Suggest, rule
 
 S000 = "000_bc010253c106cbbd.txt"
 S001 = "001_cfc4d0b4b68d0f69.txt"
@@ -63,7 +64,7 @@ def test_status(rec: PatientRecord, ctx: RuleContext, test: str) -> tuple[str, o
 @rule(
     "R04",
     "First-tier laboratory gaps",
-    ("patient-view",),
+    CHART,
     "fasciculation and one or more first-tier tests neither resulted within its look-back window nor pending: "
     "HbA1c or fasting glucose, CBC, CMP, B12, TSH, SPEP, magnesium; plus CK, folate and B6 when weakness is "
     "recorded",
@@ -81,6 +82,8 @@ def test_status(rec: PatientRecord, ctx: RuleContext, test: str) -> tuple[str, o
         ),
     ),
     suppressed_when="R02 or R03 fired (emergency pathway handles labs)",
+    rank=50,
+    suppressed_by=("R02", "R03"),
 )
 def r04_lab_gaps(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     if "R02" in ctx.fired or "R03" in ctx.fired:
@@ -113,9 +116,11 @@ def _ck_uln(r: LabResult, fallback: float) -> float:
 @rule(
     "R05a",
     "CK markedly elevated (>1000 U/L)",
-    ("patient-view",),
+    CHART,
     "latest CK within its look-back above 1000 U/L; merged into the R01 card as a critical finding when R01 fires",
     ((S001, "significantly elevated levels (>1000 U/L) suggest muscular dystrophy"),),
+    rank=60,
+    folds_into=Fold("R01", "CK {value} U/L, above 1000: a myopathic process, not consistent with BFS."),
 )
 def r05a_ck_high(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     ck = ctx.done(rec, "ck")
@@ -129,9 +134,10 @@ def r05a_ck_high(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R05b",
     "CK moderately elevated",
-    ("patient-view",),
+    CHART,
     "latest CK above the lab's upper limit (fallback 200 U/L) and at most 1000 U/L",
     ((S001, "moderate elevations indicate myopathy"),),
+    rank=70,
 )
 def r05b_ck_moderate(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     ck = ctx.done(rec, "ck")
@@ -153,7 +159,7 @@ def _outside(r: LabResult, low: float, high: float) -> bool:
 @rule(
     "R05c",
     "Abnormal TSH",
-    ("patient-view",),
+    CHART,
     "latest TSH flagged high/low by the lab, else outside its reference range, else outside 0.4-4.5 mIU/L",
     (
         (S001, "Check thyroid-stimulating hormone (TSH) to exclude thyroid dysfunction"),
@@ -163,6 +169,7 @@ def _outside(r: LabResult, low: float, high: float) -> bool:
             "atrophy and weakness, may mimic amyotrophic lateral sclerosis",
         ),
     ),
+    rank=80,
 )
 def r05c_tsh(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     tsh = ctx.done(rec, "tsh")
@@ -177,7 +184,7 @@ def r05c_tsh(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R05d",
     "Low or borderline vitamin B12",
-    ("patient-view",),
+    CHART,
     "latest B12 below 200 pg/mL or flagged low (warning); 200-300 pg/mL borderline (info, suggests methylmalonic acid)",
     (
         (
@@ -185,6 +192,7 @@ def r05c_tsh(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
             "Vitamin B12, B6, and folate deficiencies are reversible nutritional causes of peripheral neuropathy",
         ),
     ),
+    rank=90,
 )
 def r05d_b12(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     b12 = ctx.done(rec, "vitamin_b12")
@@ -203,9 +211,10 @@ def r05d_b12(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R05e",
     "Glycaemia in the diabetic range",
-    ("patient-view",),
+    CHART,
     "latest HbA1c at least 6.5 % or fasting glucose (LOINC 1558-6 only) at least 126 mg/dL (ADA thresholds)",
     ((S001, "Obtain HbA1c to exclude diabetic neuropathy"),),
+    rank=100,
 )
 def r05e_glycaemia(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     a1c = ctx.done(rec, "hba1c")
@@ -224,9 +233,10 @@ def r05e_glycaemia(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R05f",
     "Ferritin below 50 ng/mL with restless legs in the differential",
-    ("patient-view",),
+    CHART,
     "restless legs syndrome recorded (active, provisional or differential) and latest ferritin below 50 ng/mL",
     ((S000, "values <50 ng/mL support RLS diagnosis and indicate need for iron supplementation"),),
+    rank=110,
 )
 def r05f_ferritin(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     rls = rec.has("restless_legs")
@@ -239,7 +249,7 @@ def r05f_ferritin(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R05g",
     "Low potassium, magnesium or calcium",
-    ("patient-view",),
+    CHART,
     "latest K, Mg or Ca flagged low, or below the lab's lower limit",
     (
         (
@@ -248,6 +258,7 @@ def r05f_ferritin(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         ),
         (S003, "Medications containing magnesium may be recommended"),
     ),
+    rank=120,
 )
 def r05g_electrolytes(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     low = []
@@ -269,7 +280,7 @@ def r05g_electrolytes(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R05h",
     "Monoclonal protein on electrophoresis",
-    ("patient-view",),
+    CHART,
     "SPEP interpretation flagged abnormal, or an M-protein value above zero",
     (
         (
@@ -277,6 +288,7 @@ def r05g_electrolytes(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
             "to exclude metabolic, endocrine, and hematologic causes of peripheral nerve hyperexcitability",
         ),
     ),
+    rank=130,
 )
 def r05h_spep(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     abnormal = [
@@ -298,7 +310,7 @@ def r05h_spep(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R05i",
     "Positive anxiety or depression screen",
-    ("patient-view",),
+    CHART,
     "GAD-7 or PHQ-9 total score of 10 or more within 180 days (also a numeric value on the panel code)",
     (
         (
@@ -306,6 +318,7 @@ def r05h_spep(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
             "Treat comorbid anxiety with SSRIs or SNRIs and consider referral for cognitive behavioral therapy",
         ),
     ),
+    rank=140,
 )
 def r05i_screen_positive(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     positive = [
@@ -324,7 +337,7 @@ def r05i_screen_positive(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R07",
     "Elevated CK with proximal weakness: inflammatory myopathy screen",
-    ("patient-view",),
+    CHART,
     "CK above the upper limit and weakness recorded as proximal (or Gowers sign), with ANA, ESR, CRP or ANCA not "
     "done within 90 days",
     (
@@ -335,6 +348,7 @@ def r05i_screen_positive(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
             "weeks to months, coupled with elevated muscle enzyme levels",
         ),
     ),
+    rank=150,
 )
 def r07_myositis_screen(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     ck = ctx.done(rec, "ck")
@@ -355,9 +369,10 @@ def r07_myositis_screen(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R19",
     "Restless legs in the differential: ferritin",
-    ("patient-view",),
+    CHART,
     "restless legs syndrome recorded (active, provisional or differential) and no ferritin within 180 days",
     ((S000, "Check serum ferritin if RLS is in the differential"), (S000, "Do not confuse BFS with RLS")),
+    rank=160,
 )
 def r19_rls_ferritin(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     rls = rec.has("restless_legs")
