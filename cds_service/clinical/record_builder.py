@@ -28,6 +28,7 @@ ACTIVE_CLINICAL = frozenset({"active", "recurrence", "relapse"})
 DROP_VERIFICATION = frozenset({"refuted", "entered-in-error"})
 NEGATIVE_TEXT = re.compile(r"\b(absent|negative|not present|none|no)\b", re.IGNORECASE)
 ABSENT_CODES = frozenset({"2667000", "260385009"})  # Absent; Negative (qualifier values)
+MRC_GRADE = re.compile(r"^\s*([0-5])\s*([+-])?\s*(/\s*5)?\s*$")
 _DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?")
 
 
@@ -100,6 +101,22 @@ def _icd_only(cc: Any, norm_code: str) -> bool:
 def _interpretation(o: dict[str, Any]) -> set[str]:
     """Interpretation codes: R4 sends an array of CodeableConcepts, STU3 a single one."""
     return set().union(*(_codes(i) for i in items(o.get("interpretation"))))
+
+
+def _mrc_grade(o: dict[str, Any]) -> float | None:
+    """An MRC strength grade (0-5, '4+' and '5-' allowed) from a numeric or text value."""
+    vq = obj(o.get("valueQuantity")).get("value")
+    if isinstance(vq, int | float) and not isinstance(vq, bool):
+        return float(vq)
+    if isinstance(o.get("valueInteger"), int) and not isinstance(o.get("valueInteger"), bool):
+        return float(o["valueInteger"])
+    text = o.get("valueString")
+    if not isinstance(text, str):
+        text = label_of(o.get("valueCodeableConcept"), "")
+    m = MRC_GRADE.match(text or "")
+    if m is None:
+        return None
+    return float(m.group(1)) + {"+": 0.33, "-": -0.33}.get(m.group(2) or "", 0.0)
 
 
 def _ref(res: dict[str, Any]) -> str:
@@ -182,9 +199,10 @@ class RecordBuilder:
             return
         clinical = _code(c.get("clinicalStatus"))
         active = clinical is None or clinical in ACTIVE_CLINICAL
-        when = parse_when(c.get("onsetDateTime")) or parse_when(c.get("recordedDate"))
-        if when is None and isinstance(c.get("onsetPeriod"), dict):
-            when = parse_when(c["onsetPeriod"].get("start"))
+        onset = parse_when(c.get("onsetDateTime"))
+        if onset is None and isinstance(c.get("onsetPeriod"), dict):
+            onset = parse_when(c["onsetPeriod"].get("start"))
+        when = onset or parse_when(c.get("recordedDate"))
         asserter = str(obj(c.get("asserter")).get("reference", "")) + str(
             obj(c.get("recorder")).get("reference", "")
         )
@@ -194,7 +212,7 @@ class RecordBuilder:
         note = " ".join(str(n.get("text", "")) for n in items(c.get("note")))
         label = self.t.label(c.get("code"), "condition")
         for concept in concepts:
-            rec.facts.append(Fact(concept, _ref(c), label, when, "condition", active, objective, note))
+            rec.facts.append(Fact(concept, _ref(c), label, when, "condition", active, objective, note, onset))
 
     def _observation(self, rec: PatientRecord, o: dict[str, Any]) -> None:
         status = string(o.get("status"))
@@ -204,6 +222,12 @@ class RecordBuilder:
         concepts = self.concepts_of(code)
         # A smoking-status *question* is not a risk factor (its answer may be).
         concepts.discard("pad_risk_factors")
+        if "muscle_strength_grade" in concepts:
+            # An MRC grade below 5 is objective weakness on examination (knowledge.md section 2).
+            concepts.discard("muscle_strength_grade")
+            grade = _mrc_grade(o)
+            if grade is not None and grade < 5:
+                concepts.add("muscle_weakness")
         value_cc = o.get("valueCodeableConcept")
         value_concepts = self.t.match_cc(value_cc, use_text=False) if isinstance(value_cc, dict) else set()
         # Present/Absent/Normal are qualifiers of a finding, not findings.
@@ -274,6 +298,11 @@ class RecordBuilder:
                 value, canonical = normalise(concept, float(raw_value), unit)
             low = self._bound(concept, rr.get("low"))
             high = self._bound(concept, rr.get("high"))
+            reported = (
+                float(raw_value)
+                if isinstance(raw_value, int | float) and not isinstance(raw_value, bool)
+                else None
+            )
             rec.labs.setdefault(concept, []).append(
                 LabResult(
                     concept,
@@ -288,6 +317,8 @@ class RecordBuilder:
                     low,
                     high,
                     text,
+                    reported,
+                    unit,
                 )
             )
 
@@ -317,8 +348,10 @@ class RecordBuilder:
             when = parse_when(r.get("effectiveDateTime")) or parse_when(r.get("issued"))
             pending, done = status in ("registered", "partial", "preliminary"), status in RESULT
         conclusion_codes: set[str] = set()
+        conclusion_concepts: set[str] = set()
         for cc in items(r.get("conclusionCode")):
             conclusion_codes |= _codes(cc)
+            conclusion_concepts |= self.t.match_cc(cc, use_text=False)
         rec.orders.append(
             Order(
                 frozenset(concepts),
@@ -331,6 +364,7 @@ class RecordBuilder:
                 done,
                 str(r.get("conclusion") or ""),
                 frozenset(conclusion_codes),
+                conclusion_concepts=frozenset(conclusion_concepts),
             )
         )
 

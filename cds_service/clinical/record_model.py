@@ -24,6 +24,9 @@ class Fact:
     active: bool = True
     objective: bool = True
     note: str = ""
+    # Clinical onset (Condition.onsetDateTime / onsetPeriod.start) only: a recorded or charted date
+    # is not onset, so "sudden onset" rules read this, never ``when`` (issue 11 section 2).
+    onset: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,10 @@ class LabResult:
     low: float | None
     high: float | None
     text: str = ""  # valueString / valueCodeableConcept label
+    # The value and unit exactly as the lab reported them, for "based on" (a clinician should read
+    # 130 pmol/L, not its conversion); ``value``/``unit`` stay canonical for thresholds.
+    raw_value: float | None = None
+    raw_unit: str | None = None
 
     def flagged(self, *codes: str) -> bool:
         return bool(self.interpretation & set(codes))
@@ -60,6 +67,7 @@ class Order:
     conclusion: str = ""
     conclusion_codes: frozenset[str] = frozenset()
     interpretation: frozenset[str] = frozenset()
+    conclusion_concepts: frozenset[str] = frozenset()  # concepts of DiagnosticReport.conclusionCode
 
 
 @dataclass(frozen=True)

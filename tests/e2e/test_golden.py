@@ -75,6 +75,13 @@ def check(name: str, body: dict[str, Any]) -> None:
     assert got == expected["cards"], f"{name}: {expected['why']}"
     fired = {c["rule"] for c in got}
     assert not fired & set(expected.get("never", [])), name
+    # Wording that matters clinically (safety-netting, what a card must never claim) is checked
+    # on the summaries and details of all cards together.
+    text = " ".join(" ".join(f"{c['summary']} {c.get('detail', '')}" for c in body["cards"]).split())
+    for phrase in expected.get("text_has", []):
+        assert phrase in text, f"{name}: missing {phrase!r}"
+    for phrase in expected.get("text_lacks", []):
+        assert phrase not in text, f"{name}: must not say {phrase!r}"
 
 
 def test_every_fixture_has_expectations() -> None:

@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from cds_tools import fixtures
 from cds_service.clinical.pipeline import Topic
 from cds_service.clinical.review import evaluate_bundle
 from cds_service.protocol.models import dump
+from cds_tools import fixtures
 from tests.support.client import checked, hook_body, rule_of
 from tests.support.servers import CdsServer, run_cds_server
 

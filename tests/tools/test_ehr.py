@@ -88,7 +88,7 @@ def test_call_prints_the_cards(server: CdsServer, fhir: str) -> None:
     rc, out, err = call(server, "--fhir", fhir)
     assert rc == 0, err
     assert re.search(r"^\[1\] CRITICAL  Fasciculations with weakness", out, re.M)
-    assert "1.1 Order EMG with nerve conduction studies (urgent) (recommended)" in out
+    assert "1.1 Order EMG (electromyography; add nerve conduction studies per local protocol) (urgent) (recommended)" in out
     assert "override reasons:" in out and "links:" in out and "(absolute)" in out
     assert "\033[" not in out  # no TTY: plain text
     assert re.search(r"prefetch conditions\s+ok\s+-> Bundle \(\d+\)", err)

@@ -15,7 +15,7 @@ from cds_service.call import run_call
 from cds_service.data.gather import Gatherer
 from cds_service.ops.record import CallRecord, classify
 from cds_service.protocol.errors import CdsError
-from cds_service.protocol.models import HookRequest, PatientViewContext
+from cds_service.protocol.models import Card, CdsResponse, Hook, HookRequest, PatientViewContext, Source
 from cds_service.registry import HandlerResult, HookCall, Registry, ServiceDefinition
 from cds_service.settings import Settings
 from tests.support import probe_service
@@ -74,10 +74,10 @@ async def test_the_handler_gets_the_typed_context(gatherer: Gatherer) -> None:
 
     async def handler(call: HookCall) -> HandlerResult:
         seen.append(call)
-        return HandlerResult({"cards": []})
+        return HandlerResult(CdsResponse(cards=[]))
 
     registry = Registry()
-    registry.add(ServiceDefinition("typed", "patient-view", "Typed", "records its call", handler))
+    registry.add(ServiceDefinition("typed", Hook.PATIENT_VIEW, "Typed", "records its call", handler))
     outcome = await run_call(
         "typed", request(), settings=SETTINGS, registry=registry, gatherer=gatherer,
         client=None, base_url="http://cds.test/", now=NOW,
@@ -111,10 +111,11 @@ async def test_refusals_are_cds_errors(gatherer: Gatherer, req: HookRequest, sta
 
 async def test_a_non_conformant_answer_is_withheld(gatherer: Gatherer) -> None:
     async def broken(call: HookCall) -> HandlerResult:
-        return HandlerResult({"cards": [{"summary": "no indicator, no source"}]})
+        # A card the spec refuses: summary over 140 characters, no uuid.
+        return HandlerResult(CdsResponse(cards=[Card(summary="x" * 150, indicator="info", source=Source(label="t"))]))
 
     registry = Registry()
-    registry.add(ServiceDefinition("broken", "patient-view", "Broken", "bad cards", broken))
+    registry.add(ServiceDefinition("broken", Hook.PATIENT_VIEW, "Broken", "bad cards", broken))
     with pytest.raises(CdsError) as err:
         await run_call(
             "broken", request(), settings=SETTINGS, registry=registry, gatherer=gatherer,

@@ -271,7 +271,7 @@ def test_summaries_stay_under_140_with_worst_case_values() -> None:
         "count": "10",
         "value": "123456",
         "which": "K, Mg, Ca",
-        "reasons": "cramps/neuromyotonia, progressive course, persistent ALS-related anxiety",
+        "reasons": "cramps/neuromyotonia, progressive course, marked anxiety (GAD-7 of 10+: is it fear of ALS?)",
         "date": "2026-12-31",
         "status": "on-hold",
         "since": "2026-12-31",
@@ -280,6 +280,10 @@ def test_summaries_stay_under_140_with_worst_case_values() -> None:
         "what": "y" * 40,  # a draft order's label (EHR text; longer ones are cut by the renderer)
         "days": "9999",
         "abi": "0.55",
+        "care": "no neurology referral or visit on file",
+        "deficit": "weakness/bulbar signs",  # R02 reads weakness, dysarthria, dysphagia only
+        "finding": "Monoclonal protein",
+        "pending": "HbA1c, CBC, CMP, B12, TSH, SPEP, Mg",
     }
     for kind in Catalogue.load().kinds.values():
         text = fill(kind.summary, worst)
@@ -341,3 +345,48 @@ def test_prefetch_templates_are_2_0_and_short() -> None:
     assert all("_count=" in s.template for s in observation_searches)
     assert all("_sort=-date" in s.template for s in observation_searches)
     assert {s.key for s in specs if s.required} == {"conditions", "labs", "findings"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("No fibrillation potentials or positive sharp waves. Normal recruitment.", "normal"),
+        ("Normal study: fasciculation potentials only, no active denervation.", "normal"),
+        ("Without fibrillations, positive sharp waves or neurogenic change; normal MUAPs.", "normal"),
+        ("Absence of spontaneous activity. Unremarkable study.", "normal"),
+        ("Fibrillation potentials and positive sharp waves in two limbs.", "active-denervation"),
+        ("Widespread neurogenic change in three regions.", "active-denervation"),
+        ("Short-duration, low-amplitude polyphasic MUAPs with early recruitment: myopathic.", "myopathic"),
+        ("Myotonic discharges in distal muscles.", "myopathic"),
+        ("Conduction block in the ulnar nerve; no fibrillations.", "neuropathic"),
+        ("Length-dependent axonal sensorimotor polyneuropathy.", "neuropathic"),
+        ("Active denervation in L5 myotome, consistent with L5 radiculopathy.", "neuropathic"),
+        ("Neuromyotonic discharges in the calves.", "neuropathic"),
+        ("Mild chronic neurogenic change, reduced recruitment, no fibrillation potentials.", "chronic-neurogenic"),
+        ("Complex repetitive discharges in one muscle.", "chronic-neurogenic"),
+        ("Abnormal study; see scanned report.", "indeterminate"),
+        ("Study limited by patient tolerance.", "indeterminate"),
+    ],
+)
+def test_emg_classifier_reads_negated_lists_and_every_class(text: str, expected: str) -> None:
+    """Issue 11 s.3: one negation-aware reading of EMG reports (a normal report read as abnormal and
+    a myopathic one as normal were both seen)."""
+    from cds_service.clinical.emg import classify_text
+
+    assert classify_text(text) == expected
+
+
+def test_emg_classifier_prefers_the_coded_conclusion() -> None:
+    from cds_service.clinical.emg import classify
+    from cds_service.clinical.record_model import Order
+
+    def report(text: str, codes: set[str], concepts: set[str]) -> Order:
+        return Order(
+            frozenset({"emg"}), "DiagnosticReport/x", "DiagnosticReport", "final", None, "EMG", False, True,
+            text, frozenset(codes), conclusion_concepts=frozenset(concepts),
+        )  # fmt: skip
+
+    coded_normal = report("Fibrillation potentials", {"17621005"}, set())
+    coded_als = report("Normal", {"86044005"}, {"als"})
+    assert classify(coded_normal) == "normal"
+    assert classify(coded_als) == "active-denervation"

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from cds_tools import fixtures
 from cds_service.clinical import engine, services
 from cds_service.clinical.cards import (
     CARD_EXTENSION,
@@ -38,6 +37,7 @@ from cds_service.clinical.terminology import terminology
 from cds_service.protocol.models import CONTEXT_MODELS, GenericContext, Hook, context_model_of
 from cds_service.registry import Registry
 from cds_service.settings import Settings
+from cds_tools import fixtures
 from tests.support import encounter_start_service
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)

@@ -70,7 +70,10 @@ class Basis:
     @staticmethod
     def of(item: Fact | LabResult | Order | Medication) -> Basis:
         if isinstance(item, LabResult):
-            value = f"{item.value:g} {item.unit}" if item.value is not None and item.unit else item.text
+            if item.raw_value is not None and item.raw_unit:
+                value = f"{item.raw_value:g} {item.raw_unit}"  # as the lab reported it
+            else:
+                value = f"{item.value:g} {item.unit}" if item.value is not None and item.unit else item.text
             state = "pending" if item.pending else (value or "result")
             return Basis(f"{item.label}: {state}", item.when, item.ref)
         if isinstance(item, Order):

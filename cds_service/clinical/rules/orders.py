@@ -7,9 +7,9 @@ on order-sign) and offers to delete the offending draft, never to order a drug.
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
+from cds_service.clinical import emg as emg_report
 from cds_service.clinical.drafts import Draft
 from cds_service.clinical.moments import ALWAYS, ORDERING, Moment
 from cds_service.clinical.record_model import Order, PatientRecord
@@ -25,7 +25,6 @@ from cds_service.clinical.rules.base import (
     fmt_date,
     rule,
 )
-from cds_service.clinical.rules.management import ABNORMAL_EMG, NEGATED_EMG
 from cds_service.clinical.rules.workup import test_status
 from cds_service.clinical.terminology import terminology
 
@@ -33,10 +32,6 @@ S000 = "000_bc010253c106cbbd.txt"
 S002 = "002_0d1c86e06a6f96ad.txt"
 IMAGING = ("ct_head", "mri_brain", "mri_lumbar_spine")
 IMAGING_RECENT_DAYS = 30
-NORMAL_TEXT = re.compile(
-    r"\bnormal\b|fasciculation potentials only|no (active )?denervation|no evidence of motor neuron", re.I
-)
-ABNORMAL_TEXT = ABNORMAL_EMG
 
 
 def _existing(rec: PatientRecord, ctx: RuleContext, concept: str, draft: Draft) -> str | None:
@@ -111,10 +106,8 @@ def _prior_emg(rec: PatientRecord) -> tuple[Order | None, Order | None]:
 
 
 def _normal(report: Order) -> bool:
-    text = NEGATED_EMG.sub("", report.conclusion)  # "no active denervation" is a normal finding
-    if ABNORMAL_TEXT.search(text):
-        return False
-    return "17621005" in report.conclusion_codes or bool(NORMAL_TEXT.search(text))
+    """Only a report the shared classifier reads as normal; indeterminate is never normal."""
+    return emg_report.classify(report) == emg_report.NORMAL
 
 
 @rule(
