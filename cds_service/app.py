@@ -196,9 +196,9 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         settings.warn_if_dev(log)
         if settings.migrate_on_start:
             await upgrade_async(settings.db_url)
-        engine = make_engine(settings.db_url)
+        engine = make_engine(settings.db_url, settings.database_timeout_seconds, settings.database_connect_timeout_seconds)
         http = build_fhir_client(settings)
-        store = Store(engine)
+        store = Store(engine, settings.database_timeout_seconds)
         app.state.readiness = Readiness(engine, settings.redis_url, settings.readiness_timeout_seconds)
         issued = IssuedWriter(store)
         issued.start()
@@ -240,7 +240,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
 
     @app.exception_handler(CdsError)
     async def _cds_error(_: Request, exc: CdsError) -> Response:
-        return JSONResponse(exc.outcome(), status_code=exc.status)
+        return JSONResponse(exc.outcome(), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:

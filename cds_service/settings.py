@@ -55,6 +55,12 @@ class Settings(BaseSettings):
         None, description="SQLAlchemy async URL (sqlite+aiosqlite:///file.db or postgresql+asyncpg://...)"
     )
     auto_migrate: bool | None = Field(None, description="Apply Alembic migrations at start-up")
+    database_timeout_seconds: float = Field(
+        3.0, gt=0, le=60, description="Longest one database statement may take (then 503 + Retry-After)"
+    )
+    database_connect_timeout_seconds: float = Field(
+        2.0, gt=0, le=60, description="Longest wait for a database connection (new or from the pool)"
+    )
     redis_url: str | None = Field(
         None, description="Redis URL (redis://host:6379/0) for state shared by replicas; unset = in-process"
     )

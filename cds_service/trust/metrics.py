@@ -40,6 +40,7 @@ class Reason(StrEnum):
     NOT_YET_VALID = "not_yet_valid"
     NO_JTI = "missing_jti"
     REPLAY = "replayed_jti"
+    BEFORE_REPLAY_EPOCH = "issued_before_replay_epoch"  # Redis lost its memory after this token's iat
     BAD_TENANT = "tenant_not_allowed"
     KEYS_UNAVAILABLE = "keys_unavailable"
     REPLAY_CACHE_UNAVAILABLE = "replay_cache_unavailable"
