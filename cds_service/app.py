@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cds_service import __version__, metrics
 from cds_service.data.gather import Gatherer, build_fhir_client
+from cds_service.data.subject import screen_subject
 from cds_service.data.templates import check_template
 from cds_service.health import Readiness
 from cds_service.memory import pin_mmap_threshold
@@ -291,6 +292,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         audit_details(request, hook=req.hook, hookInstance=req.hookInstance[:200], patient=patient_hash)
         check_fhir_server(req, client_of(request), r.settings.https_fhir_only)
         data = await r.gatherer.gather(service.prefetch, req)
+        audit_details(request, foreign_dropped=screen_subject(data, str(req.context.get("patientId") or "")))
         now = datetime.now(UTC)
         base = r.settings.public_base_url or str(request.base_url)
         result = await service.handler(HookCall(req, context, data, now, base.rstrip("/")))
