@@ -51,6 +51,7 @@ from cds_service.settings import Settings, get_settings
 from cds_service.storage.db import make_engine, upgrade_async
 from cds_service.storage.repo import IssuedCard, Store, parse_timestamp
 from cds_service.storage.writer import IssuedWriter
+from cds_service.trust.edges import EdgeLimits, OutcomeErrors
 from cds_service.trust.fhir_guard import check_fhir_server
 from cds_service.trust.limits import check_json_shape, fits_shape
 from cds_service.trust.middleware import TrustGate, audit_details, client_of
@@ -364,6 +365,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app.include_router(ops_router)  # /readyz, /metrics, /analytics/feedback
     app.add_middleware(TrustGate, trust=trust)  # innermost: its 401s pass through CORS
     app.add_middleware(GuardErrors)
+    app.add_middleware(EdgeLimits, settings=settings)  # inside CORS: browsers can read its 401/408/415
     origins = settings.cors_allow_origins
     app.add_middleware(
         CORSMiddleware,
@@ -373,6 +375,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         allow_headers=["Authorization", "Content-Type", "Accept"],
         max_age=600,
     )
+    app.add_middleware(OutcomeErrors)  # CORS refusals and other plain-text errors -> OperationOutcome
     app.add_middleware(metrics.MetricsMiddleware)  # outside CORS and trust: counts their answers too
     app.add_middleware(NormalizePath)
     return app

@@ -37,6 +37,7 @@ def _serve(args: argparse.Namespace) -> int:
         proxy_headers=True,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         server_header=False,
+        http="cds_service.trust.edges:EdgeHttpProtocol",  # header limits and timeout (issue 16)
     )
     return 0
 

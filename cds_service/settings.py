@@ -144,6 +144,16 @@ class Settings(BaseSettings):
         200_000, ge=1000, description="Most JSON values in one request body (413 beyond)"
     )
     audit_to_database: bool = Field(False, description="Also write each audit record to the database")
+    max_headers: int = Field(100, ge=10, le=10_000, description="Most request header lines (431 beyond)")
+    max_header_bytes: int = Field(
+        32_768, ge=1024, le=1_048_576, description="Most bytes of request line plus headers (431 beyond)"
+    )
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="Request line and headers must arrive within this time (408)"
+    )
+    body_timeout_seconds: float = Field(
+        15.0, gt=0, le=600, description="A POST body must arrive completely within this time (408)"
+    )
 
     @field_validator("jwt_algorithms")
     @classmethod
