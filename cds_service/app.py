@@ -50,7 +50,7 @@ from cds_service.registry import HookCall, Registry, load_services
 from cds_service.settings import Settings, get_settings
 from cds_service.storage.db import make_engine, upgrade_async
 from cds_service.storage.repo import IssuedCard, Store, parse_timestamp
-from cds_service.storage.writer import IssuedWriter
+from cds_service.storage.writer import IssuedWriter, issued_journal
 from cds_service.trust.edges import EdgeLimits, OutcomeErrors
 from cds_service.trust.fhir_guard import check_fhir_server
 from cds_service.trust.limits import check_json_shape, fits_shape
@@ -202,7 +202,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         http = build_fhir_client(settings)
         store = Store(engine, settings.database_timeout_seconds)
         app.state.readiness = Readiness(engine, settings.redis_url, settings.readiness_timeout_seconds)
-        issued = IssuedWriter(store)
+        issued = IssuedWriter(store, journal=issued_journal(settings))
         issued.start()
         app.state.rt = Runtime(settings, registry, store, Gatherer(settings, http), http, issued)
         await trust.start(store)

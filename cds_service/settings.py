@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     database_timeout_seconds: float = Field(
         3.0, gt=0, le=60, description="Longest one database statement may take (then 503 + Retry-After)"
     )
+    issued_journal: bool = Field(
+        True, description="Journal issued-card rows locally before answering, so a crash loses none"
+    )
+    issued_journal_dir: Path | None = Field(
+        None, description="Directory of that journal (default: $TMPDIR/cds-issued-journal/<db hash>)"
+    )
     database_connect_timeout_seconds: float = Field(
         2.0, gt=0, le=60, description="Longest wait for a database connection (new or from the pool)"
     )
