@@ -363,9 +363,9 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         return JSONResponse({"status": "ok"})
 
     app.include_router(ops_router)  # /readyz, /metrics, /analytics/feedback
-    app.add_middleware(TrustGate, trust=trust)  # innermost: its 401s pass through CORS
+    app.add_middleware(EdgeLimits, settings=settings)  # innermost: the body is read only after auth
+    app.add_middleware(TrustGate, trust=trust)  # its 401s pass through CORS
     app.add_middleware(GuardErrors)
-    app.add_middleware(EdgeLimits, settings=settings)  # inside CORS: browsers can read its 401/408/415
     origins = settings.cors_allow_origins
     app.add_middleware(
         CORSMiddleware,

@@ -8,11 +8,13 @@ Three layers, each where it can act:
   headers must arrive within ``CDS_HEADER_TIMEOUT_SECONDS`` of the connection's first byte or of the
   previous response (408; a slow-loris client cannot hold a connection open forever). A request the
   parser cannot read gets a 400. All three answer with an OperationOutcome and close the connection.
-* ``EdgeLimits`` (ASGI, inside CORS so browsers can read its answers) refuses a request carrying
-  two ``Authorization`` headers (401: which one would count is ambiguous, and proxies and frameworks
-  disagree), a POST whose ``Content-Type`` is not JSON (415: ``application/json`` or
-  ``application/*+json``), and reads a POST body completely within
-  ``CDS_BODY_TIMEOUT_SECONDS`` (408 for a stalled or trickling body) before the endpoint runs.
+* ``EdgeLimits`` (ASGI, innermost: after client authentication, so an unauthenticated client
+  still cannot make us read a body; inside CORS, so browsers can read its answers) refuses a
+  request carrying two ``Authorization`` headers (401: which one would count is ambiguous, and
+  proxies and frameworks disagree; on the CDS paths the trust gate has refused it already), a POST
+  whose ``Content-Type`` is not JSON (415: ``application/json`` or ``application/*+json``), and
+  reads a POST body completely within ``CDS_BODY_TIMEOUT_SECONDS`` (408 for a stalled or
+  trickling body) before the endpoint runs.
 * ``OutcomeErrors`` (ASGI, outermost but metrics) turns an error response that is not JSON (the CORS
   middleware's "Disallowed CORS origin", a framework's plain-text error) into an OperationOutcome with
   the same status, so a client always gets one error format.

@@ -16,6 +16,7 @@ from prometheus_client import REGISTRY, Counter
 class Reason(StrEnum):
     NO_TOKEN = "no_token"  # noqa: S105 - a reason label, not a secret
     NOT_BEARER = "not_bearer"
+    DUPLICATE_AUTHORIZATION = "duplicate_authorization"
     MALFORMED = "malformed_token"
     TOO_LARGE = "token_too_large"
     ALG_NONE = "alg_none"

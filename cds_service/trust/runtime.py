@@ -108,7 +108,10 @@ class TrustRuntime:
 
     async def authenticate(self, scope: Scope) -> ClientIdentity | None:
         """The verified client; None when the dev profile lets an unauthenticated call through."""
-        header = Headers(scope=scope).get("authorization")
+        values = Headers(scope=scope).getlist("authorization")
+        if len(values) > 1:  # which one counts is ambiguous (proxies and frameworks disagree)
+            raise AuthFailure(Reason.DUPLICATE_AUTHORIZATION)
+        header = values[0] if values else None
         token: str | None = None
         if header is not None:
             scheme, _, value = header.strip().partition(" ")
