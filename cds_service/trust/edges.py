@@ -175,6 +175,10 @@ class EdgeLimits:
         if scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
+        declared = next((v for n, v in headers if n == b"content-length"), b"")
+        if declared.isdigit() and int(declared) > self.max_body:  # too large whatever it is
+            await _respond(send, 413, f"Request body larger than {self.max_body} bytes", close=True)
+            return
         types = [v.decode("latin-1") for n, v in headers if n == b"content-type"]
         if len(types) != 1 or not is_json_media_type(types[0]):
             await _respond(
