@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from cds_service.data.gather import Gatherer
+from cds_service.data.subject import screen_subject
 from cds_service.ops.observability import hash_patient
 from cds_service.ops.record import CallRecord
 from cds_service.protocol.errors import BadRequest, CdsError
@@ -83,6 +84,7 @@ async def run_call(
     record.hook, record.hook_instance, record.patient = req.hook, req.hookInstance[:200], patient_hash
     check_fhir_server(req, client, settings.https_fhir_only)
     data = await gatherer.gather(service.prefetch, req)
+    record.foreign_dropped = screen_subject(data, str(req.context.get("patientId") or ""))
     now = now or datetime.now(UTC)
     result = await service.handler(HookCall(req, context, data, now, base_url.rstrip("/")))
     record.issued = list(result.issued)

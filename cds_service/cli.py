@@ -37,6 +37,7 @@ def _serve(args: argparse.Namespace) -> int:
         proxy_headers=True,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         server_header=False,
+        http="cds_service.trust.edges:EdgeHttpProtocol",  # header limits and timeout (issue 16)
     )
     return 0
 
@@ -122,7 +123,7 @@ async def _holding_migration_lock(url: str, work: Callable[[], None]) -> None:
 
     from cds_service.storage.db import make_engine
 
-    engine = make_engine(url)
+    engine = make_engine(url, statement_timeout=None)  # waiting for another replica's migration is fine
     try:
         async with engine.connect() as conn:
             await conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})

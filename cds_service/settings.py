@@ -55,6 +55,18 @@ class Settings(BaseSettings):
         None, description="SQLAlchemy async URL (sqlite+aiosqlite:///file.db or postgresql+asyncpg://...)"
     )
     auto_migrate: bool | None = Field(None, description="Apply Alembic migrations at start-up")
+    database_timeout_seconds: float = Field(
+        3.0, gt=0, le=60, description="Longest one database statement may take (then 503 + Retry-After)"
+    )
+    issued_journal: bool = Field(
+        True, description="Journal issued-card rows locally before answering, so a crash loses none"
+    )
+    issued_journal_dir: Path | None = Field(
+        None, description="Directory of that journal (default: $TMPDIR/cds-issued-journal/<db hash>)"
+    )
+    database_connect_timeout_seconds: float = Field(
+        2.0, gt=0, le=60, description="Longest wait for a database connection (new or from the pool)"
+    )
     redis_url: str | None = Field(
         None, description="Redis URL (redis://host:6379/0) for state shared by replicas; unset = in-process"
     )
@@ -125,6 +137,16 @@ class Settings(BaseSettings):
         200_000, ge=1000, description="Most JSON values in one request body (413 beyond)"
     )
     audit_to_database: bool = Field(False, description="Also write each audit record to the database")
+    max_headers: int = Field(100, ge=10, le=10_000, description="Most request header lines (431 beyond)")
+    max_header_bytes: int = Field(
+        32_768, ge=1024, le=1_048_576, description="Most bytes of request line plus headers (431 beyond)"
+    )
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="Request line and headers must arrive within this time (408)"
+    )
+    body_timeout_seconds: float = Field(
+        15.0, gt=0, le=600, description="A POST body must arrive completely within this time (408)"
+    )
 
     @field_validator("jwt_algorithms")
     @classmethod

@@ -33,7 +33,8 @@ from cds_service.registry import Registry, load_services
 from cds_service.settings import Settings, get_settings
 from cds_service.storage.db import make_engine, upgrade_async
 from cds_service.storage.repo import Store
-from cds_service.storage.writer import IssuedWriter
+from cds_service.storage.writer import IssuedWriter, issued_journal
+from cds_service.trust.edges import EdgeLimits, OutcomeErrors
 from cds_service.trust.middleware import TrustGate
 from cds_service.trust.runtime import TrustRuntime
 
@@ -58,11 +59,14 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         settings.warn_if_dev(log)
         if settings.migrate_on_start:
             await upgrade_async(settings.db_url)
-        engine = make_engine(settings.db_url)
+        engine = make_engine(
+            settings.db_url, settings.database_timeout_seconds, settings.database_connect_timeout_seconds
+        )
         http = build_fhir_client(settings)
-        store = Store(engine)
+        store = Store(engine, settings.database_timeout_seconds)
         readiness = Readiness(engine, settings.redis_url, settings.readiness_timeout_seconds)
-        issued = IssuedWriter(store)
+        journal = issued_journal(settings.issued_journal, settings.issued_journal_dir, settings.db_url)
+        issued = IssuedWriter(store, journal=journal)
         issued.start()
         app.state.rt = Runtime(settings, registry, store, Gatherer(settings, http), http, issued, readiness)
         await trust.start(store)
@@ -102,7 +106,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
 
     @app.exception_handler(CdsError)
     async def _cds_error(_: Request, exc: CdsError) -> Response:
-        return JSONResponse(exc.outcome(), status_code=exc.status)
+        return JSONResponse(exc.outcome(), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
@@ -121,9 +125,12 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     # Middleware order, outermost first (each add_middleware wraps what was added before it):
     #   NormalizePath  the path every later layer sees, // collapsed, no trailing /
     #   RecordCall     the request's one CallRecord: status, timing; then metrics and audit
+    #   OutcomeErrors  CORS refusals and other plain-text errors become OperationOutcomes
     #   CORS           so a browser sees every answer below, the 401s and 500s included
     #   GuardErrors    any exception becomes a 500 OperationOutcome inside CORS
     #   TrustGate      client JWT on the CDS Hooks paths; its 401s pass through CORS
+    #   EdgeLimits     Content-Type, body read timeout: the body is read only after auth
+    app.add_middleware(EdgeLimits, settings=settings)
     app.add_middleware(TrustGate, trust=trust)
     app.add_middleware(GuardErrors)
     app.add_middleware(
@@ -134,6 +141,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         allow_headers=["Authorization", "Content-Type", "Accept"],
         max_age=600,
     )
+    app.add_middleware(OutcomeErrors)
     app.add_middleware(RecordCall, audit=trust.audit)
     app.add_middleware(NormalizePath)
     return app

@@ -37,6 +37,7 @@ _COLUMNS = {
     "rules": "rules",
     "reason": "reason",
     "latency_ms": "latency_ms",
+    "foreign_dropped": "foreign_dropped",
 }
 _LIMITS = {"service_id": 200, "hook": 100, "hook_instance": 200, "iss": 200, "tenant": 200, "jti": 200}
 

@@ -24,11 +24,15 @@ _SECRETS = [
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9\-._~+/]+=*"), r"\1[REDACTED]"),
     (re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), "[REDACTED-JWT]"),
     (re.compile(r'(?i)("?access_token"?\s*[:=]\s*"?)[^",\s}]+'), r"\1[REDACTED]"),
+    # Database errors quote data: SQLAlchemy appends a statement's parameters (the engine hides
+    # them, this is the second line of defence), Postgres' DETAIL can quote the failing row or key.
+    (re.compile(r"\[parameters: [^\n]*"), "[parameters: [REDACTED]]"),
+    (re.compile(r"(?i)(failing row contains|key \([^)\n]*\)=)\s*\([^\n]*"), r"\1 [REDACTED]"),
 ]
 
 
 def redact(text: str) -> str:
-    """Mask bearer tokens, JWTs and access_token values in free text."""
+    """Mask bearer tokens, JWTs, access_token values and data quoted by database errors."""
     for pattern, repl in _SECRETS:
         text = pattern.sub(repl, text)
     return text

@@ -67,6 +67,7 @@ class CallRecord:
     jti: str | None = None
     reason: str | None = None  # why the trust gate refused the call
     issued: list[Any] = field(default_factory=list)  # CardRecord-like: rule_id, indicator
+    foreign_dropped: int | None = None  # gathered entries of another subject, dropped (issue 16)
 
     @property
     def is_cds_call(self) -> bool:
@@ -86,6 +87,8 @@ class CallRecord:
                 fields[name] = value
         if self.hook is not None:
             fields.update(hook=self.hook, hookInstance=self.hook_instance, patient=self.patient)
+        if self.foreign_dropped is not None:
+            fields["foreign_dropped"] = self.foreign_dropped
         if self.issued:
             fields.update(cards=len(self.issued), rules=sorted({c.rule_id for c in self.issued}))
         fields["status"] = self.status if self.status is not None else 500

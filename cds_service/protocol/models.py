@@ -9,9 +9,9 @@ and serialised without ``None``; ``protocol.validate`` checks the invariants pyd
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 JSONObject = dict[str, Any]
 
@@ -137,29 +137,47 @@ class Coding(_Strict):
     display: str | None = None
 
 
+def _storable(value: str) -> str:
+    """Text a database column can hold: Postgres refuses NUL in text, and a lone surrogate is not
+    UTF-8. Refused here (400 naming the field) rather than by the database (a 500 on every retry)."""
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no lone surrogates)") from None
+    return value
+
+
+# Feedback text, with the lengths of the columns it is stored in (storage/tables.py): an over-long
+# value is a 400 naming the field, never a database error.
+StoredText = Annotated[str, AfterValidator(_storable)]
+CARD_MAX, CODE_MAX, SYSTEM_MAX, DISPLAY_MAX, ID_MAX, TIMESTAMP_MAX = 200, 200, 500, 500, 200, 64
+
+
 class InCoding(_Lenient):
     """A Coding as clients send it back in feedback: the Sandbox omits ``display``."""
 
-    system: str | None = None
-    code: str | None = None
-    display: str | None = None
+    system: StoredText | None = Field(None, max_length=SYSTEM_MAX)
+    code: StoredText | None = Field(None, max_length=CODE_MAX)
+    display: StoredText | None = Field(None, max_length=DISPLAY_MAX)
 
 
 class AcceptedSuggestion(_Lenient):
-    id: str = Field(min_length=1)
+    id: StoredText = Field(min_length=1, max_length=ID_MAX)
 
 
 class OverrideReason(_Lenient):
     reason: InCoding | None = None
-    userComment: str | None = None
+    userComment: StoredText | None = None
 
 
 class FeedbackItem(_Lenient):
-    card: str = Field(min_length=1)
+    card: StoredText = Field(min_length=1, max_length=CARD_MAX)
     outcome: Literal["accepted", "overridden"]
     acceptedSuggestions: list[AcceptedSuggestion] | None = None
     overrideReason: OverrideReason | None = None
-    outcomeTimestamp: str = Field(min_length=1)
+    outcomeTimestamp: StoredText = Field(min_length=1, max_length=TIMESTAMP_MAX)
 
 
 class FeedbackRequest(_Lenient):

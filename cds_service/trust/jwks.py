@@ -25,6 +25,8 @@ import httpx
 import jwt
 import orjson
 
+from cds_service.trust.public_keys import is_public_test_key
+
 log = logging.getLogger("cds.trust")
 
 # Members that only a private or symmetric key has; a published set must not carry them, and we
@@ -53,8 +55,9 @@ class _Entry:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
-def parse_jwks(data: Any) -> dict[str, VerificationKey]:
-    """Public signing keys of a JWK Set by ``kid``; anything unusable is skipped, not fatal."""
+def parse_jwks(data: Any, refuse_public: bool = False) -> dict[str, VerificationKey]:
+    """Public signing keys of a JWK Set by ``kid``; anything unusable is skipped, not fatal.
+    With ``refuse_public`` (production) a key whose private half is published is skipped too."""
     if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
         raise ValueError("not a JWK Set (no 'keys' list)")
     out: dict[str, VerificationKey] = {}
@@ -67,6 +70,9 @@ def parse_jwks(data: Any) -> dict[str, VerificationKey]:
         if raw.get("use") not in (None, "sig"):
             continue
         public = {k: v for k, v in raw.items() if k not in _PRIVATE_MEMBERS}
+        if refuse_public and is_public_test_key(public):
+            log.error("refusing a published test key served in a JWK Set", extra={"fields": {"kid": kid[:100]}})
+            continue
         try:
             alg = raw.get("alg")
             out[kid] = VerificationKey(jwt.PyJWK(public), alg if isinstance(alg, str) else None)
@@ -86,7 +92,9 @@ class JwksCache:
         timeout: float,
         max_bytes: int = 256_000,
         clock: Callable[[], float] = time.monotonic,
+        refuse_public: bool = False,
     ) -> None:
+        self.refuse_public = refuse_public
         self.ttl = ttl
         self.min_refresh = min_refresh
         self.timeout = timeout
@@ -137,7 +145,7 @@ class JwksCache:
         """Replace the entry's keys from the source; False (old keys kept) when that fails."""
         entry.last_attempt = self.clock()
         try:
-            keys = parse_jwks(await self._read(source))
+            keys = parse_jwks(await self._read(source), self.refuse_public)
         except (httpx.HTTPError, OSError, ValueError) as exc:
             log.warning(
                 "JWK Set could not be loaded; keeping the previous one",

@@ -188,7 +188,11 @@ def test_wrong_types_in_prefetch_are_not_a_500(server: CdsServer, odd: dict[str,
 def test_errors_match_the_documented_operation_outcome(server: CdsServer) -> None:
     for resp in (
         httpx.post(server.url("/cds-services/nope"), json={}),
-        httpx.post(server.url(f"/cds-services/{SERVICE_ID}"), content=b"[1]"),
+        httpx.post(
+            server.url(f"/cds-services/{SERVICE_ID}"),
+            content=b"[1]",
+            headers={"Content-Type": "application/json"},
+        ),
         httpx.post(server.url(f"/cds-services/{SERVICE_ID}/feedback"), json={"feedback": []}),
     ):
         assert resp.status_code in (400, 404)
