@@ -18,6 +18,7 @@ from cds_service.clinical.record import RecordBuilder
 from cds_service.clinical.rules import RULES
 from cds_service.clinical.rules.base import DEFAULT_LOOKBACKS, TRIGGERS
 from cds_service.clinical.terminology import LOINC, SNOMED, Terminology, terminology
+from cds_service.protocol.errors import PreconditionFailed
 from cds_service.protocol.models import CdsResponse, dump
 from cds_service.registry import (
     CardRecord,
@@ -173,6 +174,10 @@ class WorkupService:
     def run(self, call: HookCall, drafts: list[Draft], selections: frozenset[str]) -> HandlerResult:
         resources = self.by_type(call)
         if not in_scope(self.t, resources, drafts):
+            cut = call.data.incomplete_required
+            if cut:  # the fasciculation may be on a page we could not get: never a silent "none"
+                detail = "; ".join(f"'{r.key}': {r.problem}" for r in cut)
+                raise PreconditionFailed(f"Required FHIR data are incomplete: {detail}")
             return HandlerResult({"cards": []})
         patient_id = str(call.request.context.get("patientId"))
         missing = [f"{k} ({call.data.keys[k].problem})" for k in call.data.missing]
