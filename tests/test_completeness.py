@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from cds_service.clinical.services import WorkupService, prefetch_templates
 from cds_service.data.complete import cut_without_link, matched_count, merge_pages
-from cds_service.data.gather import Gatherer, GatheredData, KeyState, build_fhir_client
+from cds_service.data.gather import GatheredData, Gatherer, KeyState, build_fhir_client
 from cds_service.protocol.errors import PreconditionFailed
 from cds_service.protocol.models import HookRequest
 from cds_service.registry import HookCall, PrefetchSpec
@@ -27,7 +27,9 @@ FHIR = "https://ehr.example.org/fhir"
 TOKEN = "secret-token-abc"
 FASC = {"system": "http://snomed.info/sct", "code": "82470000", "display": "Muscle fasciculation (finding)"}
 SPECS = (
-    PrefetchSpec("conditions", "Condition?patient={{context.patientId}}&_count=200", required=True, all_pages=True),
+    PrefetchSpec(
+        "conditions", "Condition?patient={{context.patientId}}&_count=200", required=True, all_pages=True
+    ),
     PrefetchSpec("reports", "DiagnosticReport?patient={{context.patientId}}", all_pages=True),
 )
 
@@ -36,15 +38,25 @@ def condition(i: int, coding: dict[str, str] | None = None) -> dict[str, Any]:
     return {
         "resourceType": "Condition",
         "id": f"c{i}",
-        "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+        "clinicalStatus": {
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}
+            ]
+        },
         "code": {"coding": [coding or {"system": "http://snomed.info/sct", "code": "38341003"}]},
         "subject": {"reference": "Patient/p1"},
         "recordedDate": "2026-10-01",
     }
 
 
-def searchset(resources: list[dict[str, Any]], total: int | None = None, next_url: str | None = None) -> dict[str, Any]:
-    b: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in resources]}
+def searchset(
+    resources: list[dict[str, Any]], total: int | None = None, next_url: str | None = None
+) -> dict[str, Any]:
+    b: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"resource": r} for r in resources],
+    }
     if total is not None:
         b["total"] = total
     if next_url:
@@ -107,7 +119,9 @@ def test_merge_pages_drops_repeats() -> None:
 async def test_prefetched_next_link_is_completed_with_the_token() -> None:
     page1 = searchset([condition(i) for i in range(200)], total=201, next_url=f"{FHIR}/Condition?page=2")
     with respx.mock() as mock:
-        p2 = mock.get(f"{FHIR}/Condition", params={"page": "2"}).respond(json=searchset([condition(200, FASC)]))
+        p2 = mock.get(f"{FHIR}/Condition", params={"page": "2"}).respond(
+            json=searchset([condition(200, FASC)])
+        )
         data = await gather(request({"conditions": page1, "reports": searchset([])}))
     assert p2.calls.last.request.headers["Authorization"] == f"Bearer {TOKEN}"
     assert data.keys["conditions"].state is KeyState.FETCHED

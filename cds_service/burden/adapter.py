@@ -29,7 +29,9 @@ class Answer:
     status: int
     body: dict[str, Any]
     rules: list[tuple[str, str]] = field(default_factory=list)  # (rule id, indicator) per card, in order
-    keys: dict[str, tuple[str, bool, str | None]] = field(default_factory=dict)  # key -> (state, required, problem)
+    keys: dict[str, tuple[str, bool, str | None]] = field(
+        default_factory=dict
+    )  # key -> (state, required, problem)
 
 
 class Pipeline:

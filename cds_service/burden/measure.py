@@ -115,7 +115,9 @@ def _loinc(res: dict[str, Any]) -> set[str]:
     if not isinstance(code, dict):
         return set()
     return {
-        str(c.get("code")) for c in code.get("coding") or () if isinstance(c, dict) and c.get("system") == LOINC
+        str(c.get("code"))
+        for c in code.get("coding") or ()
+        if isinstance(c, dict) and c.get("system") == LOINC
     }
 
 
@@ -182,7 +184,8 @@ def has_new_deficit(t: Terminology, resources: list[dict[str, Any]], now: dateti
             continue
         ver = r.get("verificationStatus")
         if isinstance(ver, dict) and any(
-            isinstance(c, dict) and c.get("code") in ("refuted", "entered-in-error") for c in ver.get("coding") or ()
+            isinstance(c, dict) and c.get("code") in ("refuted", "entered-in-error")
+            for c in ver.get("coding") or ()
         ):
             continue
         concepts = t.match_cc(r.get("code")) | t.match_cc(r.get("valueCodeableConcept"), use_text=False)
@@ -234,7 +237,11 @@ async def assess_patient(
         status=shown.status,
         shown=shown.rules,
         fired=full.rules,
-        incomplete=sorted(k for k, (state, required, _) in shown.keys.items() if required and state in ("partial", "missing")),
+        incomplete=sorted(
+            k
+            for k, (state, required, _) in shown.keys.items()
+            if required and state in ("partial", "missing")
+        ),
         seconds=seconds,
         error=None if shown.status in (200, 412) else str(shown.body)[:200],
     )

@@ -25,8 +25,16 @@ from typing import Any
 import orjson
 
 PATIENT_REF_FIELDS = ("subject", "patient", "beneficiary")
-FASCICULATION = {"system": "http://snomed.info/sct", "code": "82470000", "display": "Muscle fasciculation (finding)"}
-FASCICULATION_ICD = {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "R25.3", "display": "Fasciculation"}
+FASCICULATION = {
+    "system": "http://snomed.info/sct",
+    "code": "82470000",
+    "display": "Muscle fasciculation (finding)",
+}
+FASCICULATION_ICD = {
+    "system": "http://hl7.org/fhir/sid/icd-10-cm",
+    "code": "R25.3",
+    "display": "Fasciculation",
+}
 INJECTED_PREFIX = "burden-fasciculation-"
 
 
@@ -85,7 +93,9 @@ def _rewrite_refs(value: Any, urls: dict[str, str]) -> Any:
     return value
 
 
-def group_resources(resources: list[dict[str, Any]], source: str, urls: dict[str, str] | None = None) -> list[Patient]:
+def group_resources(
+    resources: list[dict[str, Any]], source: str, urls: dict[str, str] | None = None
+) -> list[Patient]:
     """Resources (any order) -> patients, each with its Patient resource first."""
     urls = urls or {}
     patients: dict[str, Patient] = {}
@@ -167,11 +177,16 @@ def inject_fasciculation(patient: Patient, now: datetime) -> None:
             "resourceType": "Condition",
             "id": INJECTED_PREFIX + patient.patient_id[:40],
             "clinicalStatus": {
-                "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]
+                "coding": [
+                    {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}
+                ]
             },
             "verificationStatus": {
                 "coding": [
-                    {"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "confirmed"}
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+                        "code": "confirmed",
+                    }
                 ]
             },
             "category": [

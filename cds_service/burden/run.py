@@ -50,7 +50,9 @@ class _Worker:
         self.options = options
         self.loop = asyncio.new_event_loop()
         self.shown = Pipeline(settings, SERVICE_ID, options.hook)
-        self.full = Pipeline(settings.model_copy(update={"card_budget": UNLIMITED_BUDGET}), SERVICE_ID, options.hook)
+        self.full = Pipeline(
+            settings.model_copy(update={"card_budget": UNLIMITED_BUDGET}), SERVICE_ID, options.hook
+        )
         self.t = terminology()
         self.lookbacks = {**DEFAULT_LOOKBACKS, **settings.lab_lookback_days}
 
@@ -65,7 +67,9 @@ class _Worker:
                 inject_fasciculation(p, now)
             out.append(
                 self.loop.run_until_complete(
-                    assess_patient(p, self.shown, self.full, self.t, self.lookbacks, self.options.page_size, now)
+                    assess_patient(
+                        p, self.shown, self.full, self.t, self.lookbacks, self.options.page_size, now
+                    )
                 )
             )
         return out
@@ -163,7 +167,7 @@ def summarise(results: Iterable[PatientResult], options: Options, budget: int) -
     indicator_shown: Counter[str] = Counter()
     indicator_of: dict[str, str] = {}
     for r in scoped:
-        for rule, ind in r.shown:
+        for _, ind in r.shown:
             indicator_shown[ind] += 1
         for rule in {rule for rule, _ in r.shown}:
             shown_per_rule[rule] += 1
@@ -174,7 +178,7 @@ def summarise(results: Iterable[PatientResult], options: Options, budget: int) -
         for rule in set(r.hidden):
             hidden_per_rule[rule] += 1
     total_shown = sum(len(r.shown) for r in scoped)
-    per_rule = [
+    per_rule: list[dict[str, Any]] = [
         {
             "rule": rule,
             "indicator": indicator_of.get(rule, ""),
@@ -191,10 +195,8 @@ def summarise(results: Iterable[PatientResult], options: Options, budget: int) -
     histogram = Counter(counts)
     incomplete = [r for r in scoped if r.incomplete]
     seconds = [r.seconds for r in rows]
-    labs = {
-        test: Counter(getattr(r, test) for r in scoped) for test in ("hba1c", "cmp")
-    }
-    widespread = [p["rule"] for p in per_rule if p["shown_rate"] > WIDESPREAD]
+    labs = {test: Counter(getattr(r, test) for r in scoped) for test in ("hba1c", "cmp")}
+    widespread = [str(p["rule"]) for p in per_rule if p["shown_rate"] > WIDESPREAD]
     mean_cards = round(statistics.fmean(counts), 3) if counts else 0.0
     silent = sum(1 for r in rows if r.silent_incomplete)
     critical_bad = sum(r.critical_without_new_deficit for r in scoped)

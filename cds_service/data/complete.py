@@ -28,7 +28,11 @@ def matched_count(bundle: dict[str, Any]) -> int:
         search = e.get("search")
         mode = search.get("mode") if isinstance(search, dict) else None
         res = e.get("resource")
-        if mode in (None, "match") and isinstance(res, dict) and res.get("resourceType") != "OperationOutcome":
+        if (
+            mode in (None, "match")
+            and isinstance(res, dict)
+            and res.get("resourceType") != "OperationOutcome"
+        ):
             n += 1
     return n
 
