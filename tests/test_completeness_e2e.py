@@ -12,6 +12,7 @@ SEKMET server, and the real service process.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -97,10 +98,12 @@ def _get(fhir: FhirServer, path: str) -> dict[str, Any]:
 
 
 def page_one_prefetch(fhir: FhirServer, pid: str) -> dict[str, Any]:
-    """What an EHR that does not page sends: each template's first page, as SEKMET answers it."""
+    """What an EHR that does not page sends: each template's first page, as SEKMET answers it, in
+    the EHR's own page size (200; the service itself asks for 1,000 per page)."""
     out: dict[str, Any] = {}
     for spec in prefetch_templates(terminology()):
-        out[spec.key] = _get(fhir, spec.template.replace("{{context.patientId}}", pid))
+        query = re.sub(r"_count=\d+", "_count=200", spec.template.replace("{{context.patientId}}", pid))
+        out[spec.key] = _get(fhir, query)
     return out
 
 
