@@ -66,6 +66,10 @@ def test_bundle_references_become_type_id_and_patients_split(tmp_path: Path) -> 
             {"fullUrl": "urn:uuid:a", "resource": {"resourceType": "Patient", "id": "pa"}},
             {"fullUrl": "urn:uuid:b", "resource": {"resourceType": "Patient", "id": "pb"}},
             {
+                "fullUrl": "urn:uuid:n",
+                "resource": {"resourceType": "Observation", "subject": {"reference": "urn:uuid:b"}},
+            },
+            {
                 "fullUrl": "urn:uuid:c",
                 "resource": {"resourceType": "Condition", "id": "c", "subject": {"reference": "urn:uuid:b"}},
             },
@@ -76,7 +80,7 @@ def test_bundle_references_become_type_id_and_patients_split(tmp_path: Path) -> 
     path.write_text(json.dumps(bundle))
     patients = {p.patient_id: p for p in read_bundle(path, "x")}
     assert set(patients) == {"pa", "pb"}
-    assert [r["id"] for r in patients["pb"].resources] == ["pb", "c"]
+    assert [r["id"] for r in patients["pb"].resources] == ["pb", "n", "c"]  # POST entry: id from fullUrl
     assert patients["pb"].resources[1]["subject"]["reference"] == "Patient/pb"
     hospital = tmp_path / "hospital.json"
     hospital.write_text(json.dumps({"resourceType": "Bundle", "type": "batch", "entry": bundle["entry"][3:]}))

@@ -129,6 +129,13 @@ def read_bundle(path: Path, source: str) -> list[Patient]:
         res = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(res, dict) or not isinstance(res.get("resourceType"), str):
             continue
+        full_url = entry.get("fullUrl")
+        if (
+            not isinstance(res.get("id"), str)
+            and isinstance(full_url, str)
+            and full_url.startswith("urn:uuid:")
+        ):
+            res["id"] = full_url.removeprefix("urn:uuid:")  # a POST entry: the server would assign an id
         if isinstance(res.get("id"), str) and isinstance(entry.get("fullUrl"), str):
             urls[entry["fullUrl"]] = f"{res['resourceType']}/{res['id']}"
         resources.append(res)
