@@ -29,7 +29,9 @@ from cds_service.settings import Settings
 
 def load(fhir: str, headers: dict[str, str], path: Path) -> str:
     bundle = json.loads(path.read_text())
-    r = httpx.post(fhir, json=bundle, headers={**headers, "Content-Type": "application/fhir+json"}, timeout=300)
+    r = httpx.post(
+        fhir, json=bundle, headers={**headers, "Content-Type": "application/fhir+json"}, timeout=300
+    )
     r.raise_for_status()
     i = next(i for i, e in enumerate(bundle["entry"]) if e["resource"]["resourceType"] == "Patient")
     location = r.json()["entry"][i]["response"].get("location") or ""
@@ -73,7 +75,9 @@ async def time_gather(fhir: str, token: str | None, pid: str) -> tuple[float, di
         body["fhirAuthorization"] = {"access_token": token, "token_type": "Bearer"}
     async with build_fhir_client(settings) as client:
         started = time.perf_counter()
-        data = await Gatherer(settings, client).gather(prefetch_templates(terminology()), HookRequest.model_validate(body))
+        data = await Gatherer(settings, client).gather(
+            prefetch_templates(terminology()), HookRequest.model_validate(body)
+        )
         return time.perf_counter() - started, {k: str(r.state) for k, r in data.keys.items()}
 
 
@@ -81,7 +85,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fhir", required=True)
     ap.add_argument("--token")
-    ap.add_argument("--no-load", action="store_true", help="the patients are already on the server")
     ap.add_argument("bundles", nargs="+", type=Path)
     args = ap.parse_args()
     headers = {"Accept": "application/fhir+json"}
@@ -90,21 +93,21 @@ def main() -> None:
     specs = prefetch_templates(terminology())
     with httpx.Client(timeout=60) as client:
         for path in args.bundles:
-            if args.no_load:
-                bundle = json.loads(path.read_text())
-                pid = next(e["resource"]["id"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
-            else:
-                pid = load(args.fhir, headers, path)
+            pid = load(args.fhir, headers, path)
             print(f"\n{path.name}: patient {pid}")
             total = 0.0
             for spec in specs:
                 url = f"{args.fhir}/{spec.template.replace('{{context.patientId}}', pid)}"
                 seconds, pages, n, size = time_query(client, url, headers)
                 total += seconds
-                print(f"  {spec.key:<16} {seconds * 1000:8.1f} ms  {pages:>2} pages {n:>5} resources {size / 1024:8.1f} KiB")
+                print(
+                    f"  {spec.key:<16} {seconds * 1000:8.1f} ms  {pages:>2} pages {n:>5} resources {size / 1024:8.1f} KiB"
+                )
             print(f"  sum of queries one after the other: {total * 1000:.0f} ms")
             seconds, states = asyncio.run(time_gather(args.fhir, args.token, pid))
-            print(f"  the service's prefetch engine, all in parallel: {seconds * 1000:.0f} ms {set(states.values())}")
+            print(
+                f"  the service's prefetch engine, all in parallel: {seconds * 1000:.0f} ms {set(states.values())}"
+            )
 
 
 if __name__ == "__main__":

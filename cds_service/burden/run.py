@@ -14,7 +14,7 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -119,7 +119,6 @@ def run_population(
     root: Path,
     options: Options,
     workers: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
     out: TextIO = sys.stderr,
 ) -> list[PatientResult]:
     """Every patient below ``root`` through the pipeline; ``workers=1`` runs in this process."""
