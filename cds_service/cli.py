@@ -180,6 +180,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _burden(args: argparse.Namespace) -> int:
+    from cds_service.burden.cli import run
+
+    return run(args)
+
+
 def _rules_doc(args: argparse.Namespace) -> int:
     from cds_service.clinical.review import DOC_PATH, rules_markdown, write_rules_doc
 
@@ -237,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print the CDS Hooks response JSON instead of text")
     ev.add_argument("--fixture", action="store_true", help="a fixtures/patients file: shift its dates to today")
     ev.set_defaults(func=_evaluate)
+    from cds_service.burden.cli import add_arguments as add_burden_arguments  # issue 17, section 4
+
+    burden = sub.add_parser("burden", help="alert-burden report over a population of Bundles or Bulk NDJSON")
+    add_burden_arguments(burden)
+    burden.set_defaults(func=_burden)
     doc = sub.add_parser("rules-doc", help="generate docs/clinical-rules.md from the rules and card catalogue")
     doc.add_argument("--write", action="store_true", help="write the file (default: print to stdout)")
     doc.add_argument("--check", action="store_true", help="exit 1 if the committed file is out of date")

@@ -89,6 +89,7 @@ class Assessment:
 
     cards: list[Card] = field(default_factory=list)
     issued: list[Issued] = field(default_factory=list)
+    in_scope: bool = True  # False: no fasciculation trigger in the data (so no cards, by design)
 
     def response(self) -> CdsResponse:
         return CdsResponse(cards=self.cards)
@@ -137,7 +138,7 @@ class Topic:
         moment = self.moment_of(situation.hook)
         drafts = list(situation.drafts)
         if not in_scope(self.t, resources, drafts):
-            return Assessment()
+            return Assessment(in_scope=False)
         now = situation.now
         missing = list(situation.missing)
         rec = self.builder.build(situation.patient_id, now, resources, missing)

@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
+from cds_service.data.complete import cut_without_link, merge_pages
 from cds_service.data.prefetch import PrefetchSpec
 from cds_service.data.templates import render, token_values
 from cds_service.jsonshape import items
@@ -62,6 +63,7 @@ class KeyResult:
     resources: list[dict[str, Any]] = field(default_factory=list)
     problem: str | None = None
     fetch_ms: float | None = None
+    required: bool = False  # the service cannot answer without this key (set by ``gather``)
 
 
 @dataclass
@@ -93,6 +95,12 @@ class GatheredData:
     @property
     def missing(self) -> list[str]:
         return [k for k, r in self.keys.items() if r.state in (KeyState.MISSING, KeyState.PARTIAL)]
+
+    @property
+    def incomplete_required(self) -> list[KeyResult]:
+        """Required keys whose data are only partly had (cut-off pages): the record is not whole, so
+        an answer must never imply that something is absent (issue 17; ``complete.py``)."""
+        return [r for r in self.keys.values() if r.required and r.state is KeyState.PARTIAL]
 
     @property
     def fetched(self) -> list[str]:
@@ -182,7 +190,10 @@ class Gatherer:
                     continue
                 resources = _entries(value)
                 nxt = _next_link(value) if spec.all_pages else None
-                if nxt is None:
+                cut = cut_without_link(value) if spec.all_pages and nxt is None else None
+                if cut is not None:  # fetch the whole search again; keep what was given meanwhile
+                    to_fetch.append((spec, None, resources, cut))
+                elif nxt is None:
                     data.keys[spec.key] = KeyResult(spec.key, KeyState.PREFETCHED, resources)
                 else:
                     to_fetch.append((spec, nxt, resources, None))
@@ -192,6 +203,8 @@ class Gatherer:
         if to_fetch:
             await self._fetch_all(request, to_fetch, data)
 
+        for spec in specs:
+            data.keys[spec.key].required = spec.required
         metrics.prefetch_observed(data.keys.values())
         failed = [
             r for spec in specs if spec.required and (r := data.keys[spec.key]).state is KeyState.MISSING
@@ -226,14 +239,17 @@ class Gatherer:
         stop_at = time.monotonic() + self.settings.prefetch_deadline_seconds
         for spec, next_url, so_far, why in jobs:
             if refusal is not None:
-                state = KeyState.PARTIAL if next_url else KeyState.MISSING
+                state = KeyState.PARTIAL if next_url or so_far else KeyState.MISSING
                 data.keys[spec.key] = KeyResult(spec.key, state, so_far, f"{why or 'more pages'}; {refusal}")
                 continue
             if next_url is None:
                 rendered = render(spec.template, values)
                 if rendered is None:
                     data.keys[spec.key] = KeyResult(
-                        spec.key, KeyState.MISSING, [], f"{why}; template token not in context"
+                        spec.key,
+                        KeyState.PARTIAL if so_far else KeyState.MISSING,
+                        so_far,
+                        f"{why}; template token not in context",
                     )
                     continue
                 assert request.fhirServer is not None
@@ -255,7 +271,7 @@ class Gatherer:
                 data.keys[spec.key] = KeyResult(
                     spec.key,
                     KeyState.PARTIAL if truncated else KeyState.FETCHED,
-                    so_far + got,
+                    merge_pages(so_far, got),
                     f"stopped after {self.settings.fhir_page_cap} pages" if truncated else None,
                     fetch_ms=elapsed,
                 )

@@ -343,7 +343,8 @@ def test_prefetch_templates_are_2_0_and_short() -> None:
         assert "{{" not in rendered
     observation_searches = [s for s in specs if s.template.startswith("Observation?")]
     assert all("_count=" in s.template for s in observation_searches)
-    assert all("_sort=-date" in s.template for s in observation_searches)
+    # no server-side sort: it cost SEKMET 94 s on a large patient, and the record orders results itself
+    assert not any("_sort" in s.template for s in specs)
     assert {s.key for s in specs if s.required} == {"conditions", "labs", "findings"}
 
 
@@ -390,3 +391,29 @@ def test_emg_classifier_prefers_the_coded_conclusion() -> None:
     coded_als = report("Normal", {"86044005"}, {"als"})
     assert classify(coded_normal) == "normal"
     assert classify(coded_als) == "active-denervation"
+
+
+# ------------------------------------------------------------------ R14 window in calendar days
+
+
+@pytest.mark.parametrize(
+    ("lab_age", "fires"),
+    [
+        (timedelta(days=30, hours=1), True),  # the 30th calendar day back, an hour earlier in the day than now
+        (timedelta(days=31), False),  # 31 calendar days back
+    ],
+)
+def test_r14_recent_results_counted_in_calendar_days(lab_age: timedelta, fires: bool) -> None:
+    """R14 asks for a follow-up when first-tier results came in "within 30 days". A result drawn on
+    the 30th calendar day before today counts whatever its time of day: with an exact-instant cutoff
+    the same chart got the card before 09:00 and lost it after (seen on the golden fixtures)."""
+    from cds_service.clinical.moments import Moment
+    from cds_service.clinical.rules.base import RuleContext
+    from cds_service.clinical.rules.management import r14_follow_up
+
+    rec = record(
+        cond("R25.3", onsetDateTime=ago(90)),
+        obs("4548-4", valueQuantity={"value": 5.4, "unit": "%"}, effectiveDateTime=(NOW - lab_age).isoformat()),
+    )
+    ctx = RuleContext(now=NOW, moment=Moment.CHART, lookbacks={}, triggers=rec.has("fasciculation"))
+    assert (r14_follow_up(rec, ctx) is not None) is fires

@@ -237,16 +237,12 @@ def r14_follow_up(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         "magnesium_serum",
         "ck",
     )
-    recent = [
-        r
-        for c in first_tier
-        for r in rec.labs.get(c, ())
-        if r.when and r.when >= ctx.now - timedelta(days=30)
-    ]
+    # "The last 30 days" in calendar days: a result drawn 30 days ago counts whatever the time of
+    # day (an exact-instant cutoff made the same record fire before 09:00 and not after).
+    since = (ctx.now - timedelta(days=30)).date()
+    recent = [r for c in first_tier for r in rec.labs.get(c, ()) if r.when and r.when.date() >= since]
     recent_orders = [
-        o
-        for o in rec.orders
-        if o.concepts & set(first_tier) and o.when and o.when >= ctx.now - timedelta(days=30)
+        o for o in rec.orders if o.concepts & set(first_tier) and o.when and o.when.date() >= since
     ]
     if not recent and not recent_orders:
         return None
