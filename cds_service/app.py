@@ -280,6 +280,11 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         if service is None:
             served = ", ".join(r.registry.hooks_of(service_id))
             raise BadRequest(f"Service '{service_id}' does not serve hook '{req.hook}' (it serves: {served})")
+        if service.id != service_id:  # a deprecated alias (Registry.add_alias)
+            log.warning(
+                "deprecated service id",
+                extra={"fields": {"service": service_id, "hook": req.hook, "use": service.id}},
+            )
         metrics.label_call(request, service_id, req.hook)
         try:
             context = service.context_model().model_validate(req.context)

@@ -1,7 +1,9 @@
 """The fasciculation work-up services, plugged into the registry.
 
-One id, ``fasciculation-workup``, serves ``patient-view`` here (the order hooks register beside
-it). Prefetch templates ask for exactly what the rules read; the Observation search lists the
+One id per hook (``SERVICE_IDS``): real clients key discovered services by id alone (the CDS
+Hooks Sandbox keeps only the last entry of an id), so sharing one id across hooks, which the spec
+allows, lost two of the three hooks there. The order hooks' former id, ``fasciculation-workup``,
+still answers them for one release as a deprecated alias (docs/testing.md, "Service ids"). Prefetch templates ask for exactly what the rules read; the Observation search lists the
 codes the rules use, split over several keys so each URL stays under 2,000 characters.
 """
 
@@ -29,7 +31,12 @@ from cds_service.registry import (
 )
 from cds_service.settings import Settings
 
-SERVICE_ID = "fasciculation-workup"
+SERVICE_ID = "fasciculation-workup"  # patient-view; the id every release so far published
+SERVICE_IDS = {
+    "patient-view": SERVICE_ID,
+    "order-select": "fasciculation-order-select",
+    "order-sign": "fasciculation-order-sign",
+}
 MAX_URL = 2000
 PATIENT = "{{context.patientId}}"
 FINDING_CATEGORIES = (
@@ -244,7 +251,7 @@ def _html(title: str, body: str) -> str:
 
 
 def register(registry: Registry, settings: Settings) -> None:
-    """One id, three hooks: patient-view, order-select and order-sign share data needs and rules."""
+    """One id per hook: patient-view, order-select and order-sign share data needs and rules."""
     svc = WorkupService(settings)
     prefetch = prefetch_templates(svc.t)
     usage = (
@@ -254,7 +261,7 @@ def register(registry: Registry, settings: Settings) -> None:
     )
     registry.add(
         ServiceDefinition(
-            id=SERVICE_ID,
+            id=SERVICE_IDS["patient-view"],
             hook="patient-view",
             title="Fasciculation work-up",
             description=(
@@ -273,7 +280,7 @@ def register(registry: Registry, settings: Settings) -> None:
     ):
         registry.add(
             ServiceDefinition(
-                id=SERVICE_ID,
+                id=SERVICE_IDS[hook],
                 hook=hook,
                 title="Fasciculation work-up: order checks",
                 description=(
@@ -287,6 +294,7 @@ def register(registry: Registry, settings: Settings) -> None:
                 usage_requirements=usage,
             )
         )
+        registry.add_alias(SERVICE_ID, hook, SERVICE_IDS[hook])  # deprecated: one release
     registry.pages["index"] = svc.index
     for card_id in svc.catalogue.kinds:
         registry.pages[card_id] = functools.partial(_page, svc, card_id)
