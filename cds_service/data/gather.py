@@ -37,7 +37,7 @@ import httpx
 import orjson
 
 from cds_service import metrics
-from cds_service.data.templates import render, token_values
+from cds_service.data.templates import render_for_fetch, token_values
 from cds_service.jsonshape import items
 from cds_service.protocol.errors import PreconditionFailed
 from cds_service.protocol.models import HookRequest
@@ -230,7 +230,7 @@ class Gatherer:
                 data.keys[spec.key] = KeyResult(spec.key, state, so_far, f"{why or 'more pages'}; {refusal}")
                 continue
             if next_url is None:
-                rendered = render(spec.template, values)
+                rendered = render_for_fetch(spec.template, values)
                 if rendered is None:
                     data.keys[spec.key] = KeyResult(
                         spec.key, KeyState.MISSING, [], f"{why}; template token not in context"
