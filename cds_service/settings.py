@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     allow_open_fhir_fetch: bool | None = Field(
         None, description="Fetch from fhirServer without fhirAuthorization (public Sandbox; dev only)"
     )
+    tls_ca_bundle: Path | None = Field(
+        None, description="PEM file of extra CA certificates trusted for https FHIR servers and JWK Set URLs"
+    )
+    tls_system_trust: bool = Field(
+        False, description="Trust the operating system's CA store (instead of certifi's) for outgoing https"
+    )
 
     validate_responses: bool | None = Field(
         None, description="Check every response against the CDS Hooks invariants before sending it"

@@ -37,12 +37,14 @@ import httpx
 import orjson
 
 from cds_service import metrics
+from cds_service.data.fhir_auth import scope_refusal, token_refusal
 from cds_service.data.templates import render_for_fetch, token_values
 from cds_service.jsonshape import items
 from cds_service.protocol.errors import PreconditionFailed
 from cds_service.protocol.models import HookRequest
 from cds_service.registry import PrefetchSpec
 from cds_service.settings import Settings
+from cds_service.trust.tls import client_tls_context, tls_verify_failed
 
 FHIR_ACCEPT = "application/fhir+json, application/json;q=0.9"
 
@@ -210,6 +212,8 @@ class Gatherer:
         scheme = urlsplit(request.fhirServer).scheme.lower()
         if scheme not in ("http", "https"):
             return "fhirServer is not an http(s) URL"
+        if request.fhirAuthorization is not None:
+            return token_refusal(request.fhirAuthorization)
         return None
 
     async def _fetch_all(
@@ -237,6 +241,10 @@ class Gatherer:
                     )
                     continue
                 assert request.fhirServer is not None
+                narrow = scope_refusal(request.fhirAuthorization, rendered) if request.fhirAuthorization else None
+                if narrow is not None:
+                    data.keys[spec.key] = KeyResult(spec.key, KeyState.MISSING, [], f"{why}; {narrow}")
+                    continue
                 url = request.fhirServer.rstrip("/") + "/" + rendered.lstrip("/")
             else:
                 url = next_url
@@ -306,7 +314,11 @@ class Gatherer:
             return await self.client.get(url, headers=headers, timeout=timeout)
         except httpx.TimeoutException:
             raise _FetchFailed("FHIR request timed out") from None
-        except httpx.HTTPError:
+        except httpx.HTTPError as exc:
+            if tls_verify_failed(exc):
+                raise _FetchFailed(
+                    "the FHIR server's TLS certificate is not trusted (its CA may be set with CDS_TLS_CA_BUNDLE)"
+                ) from None
             raise _FetchFailed("could not connect to the FHIR server") from None
         finally:
             self._slots.release()
@@ -333,7 +345,12 @@ class Gatherer:
                 raise _FetchFailed("next link points away from fhirServer; not followed")
             resp = await self._get(next_url, headers, stop_at)
             if resp.status_code in (401, 403):
-                raise _FetchFailed(f"FHIR server refused access (HTTP {resp.status_code})")
+                why = (
+                    ": the fhirAuthorization token was not accepted (expired, revoked or issued for another server)"
+                    if request.fhirAuthorization is not None
+                    else ""
+                )
+                raise _FetchFailed(f"FHIR server refused access (HTTP {resp.status_code}){why}")
             if not 200 <= resp.status_code < 300:
                 raise _FetchFailed(f"FHIR server answered HTTP {resp.status_code}")
             try:
@@ -369,4 +386,10 @@ def build_fhir_client(settings: Settings) -> httpx.AsyncClient:
     limits = httpx.Limits(
         max_connections=settings.fhir_max_connections, max_keepalive_connections=settings.fhir_max_connections
     )
-    return httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False, trust_env=False)
+    return httpx.AsyncClient(
+        timeout=timeout,
+        limits=limits,
+        follow_redirects=False,
+        trust_env=False,
+        verify=client_tls_context(settings),  # CDS_TLS_CA_BUNDLE / CDS_TLS_SYSTEM_TRUST
+    )

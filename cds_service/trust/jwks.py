@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -86,12 +87,14 @@ class JwksCache:
         timeout: float,
         max_bytes: int = 256_000,
         clock: Callable[[], float] = time.monotonic,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.ttl = ttl
         self.min_refresh = min_refresh
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.clock = clock
+        self.verify = verify  # the CA trust of cds_service.trust.tls (a hospital's own CA)
         self._entries: dict[str, _Entry] = {}
         self._http: httpx.AsyncClient | None = None
 
@@ -100,6 +103,7 @@ class JwksCache:
             timeout=httpx.Timeout(self.timeout),
             follow_redirects=False,
             trust_env=False,
+            verify=self.verify,
             headers={"Accept": "application/json, application/jwk-set+json"},
         )
 

@@ -21,6 +21,7 @@ from cds_service.trust.config import load_issuers
 from cds_service.trust.jwks import JwksCache
 from cds_service.trust.metrics import AUTH_SUCCESSES, Reason
 from cds_service.trust.replay import MemoryReplayCache, RedisReplayCache, ReplayCache
+from cds_service.trust.tls import client_tls_context
 
 log = logging.getLogger("cds.trust")
 
@@ -51,6 +52,7 @@ class TrustRuntime:
             ttl=settings.jwks_cache_seconds,
             min_refresh=settings.jwks_min_refresh_seconds,
             timeout=settings.jwks_timeout_seconds,
+            verify=client_tls_context(settings),
         )
         self.replay = _LazyReplay()
         self.verifier = TokenVerifier(
