@@ -84,6 +84,16 @@ def evaluate(
     return discipline(hits, budget)
 
 
+def _offered_elsewhere(concept: str, other: Hit) -> str:
+    """Say where a suggestion this card would also make went (a card's count of missing tests
+    must match its buttons, or the clinician looks for the one that is missing)."""
+    from cds_service.clinical.terminology import terminology
+
+    label = terminology().concept(concept).label
+    title = next((r.title for r in RULES if r.id == other.rule), other.rule)
+    return f"{label} is offered on the {other.rule} card ({title}), not here."
+
+
 def discipline(hits: list[Hit], budget: int) -> Evaluation:
     by_rule = {h.rule: h for h in hits}
     red = by_rule.get("R01")
@@ -97,14 +107,16 @@ def discipline(hits: list[Hit], budget: int) -> Evaluation:
     if any(h.indicator == "critical" for h in hits):
         hits = [h for h in hits if h.rule not in SUPPRESSED_BY_CRITICAL]
     hits.sort(key=lambda h: (h.rank, RULE_ORDER.get(h.rule, 99)))
-    offered: set[tuple[str, str | None, str | None]] = set()
+    offered: dict[tuple[str, str | None, str | None], Hit] = {}
     for h in hits:
         kept = []
         for s in h.suggest:
             key = (s.concept, s.code, s.text_only)
             if key not in offered:
-                offered.add(key)
+                offered[key] = h
                 kept.append(s)
+            elif offered[key] is not h:
+                h.lines.append(_offered_elsewhere(s.concept, offered[key]))
         h.suggest = kept
     kept_hits, withheld = hits[:budget], hits[budget:]
     if withheld and kept_hits:
