@@ -19,6 +19,7 @@ from cds_service.clinical.engine import evaluate, in_scope
 from cds_service.clinical.record import RecordBuilder
 from cds_service.clinical.rules import RULES
 from cds_service.clinical.rules.base import DEFAULT_LOOKBACKS, TRIGGERS
+from cds_service.clinical.sources import cite
 from cds_service.clinical.terminology import LOINC, SNOMED, Terminology, terminology
 from cds_service.protocol.models import CdsResponse, dump
 from cds_service.registry import (
@@ -211,7 +212,7 @@ class WorkupService:
         rule = next(r for r in RULES if r.id == kind.rule)
         quotes = [*rule.seeds, *((e["seed"], e["quote"]) for e in kind.evidence)]
         items = "".join(
-            f"<li><q>{html.escape(q)}</q> <small>({html.escape(s)})</small></li>" for s, q in quotes
+            f"<li><q>{html.escape(q)}</q> <small>({html.escape(cite(s))})</small></li>" for s, q in quotes
         )
         codes = "".join(
             f"<li>{html.escape(label)}: {html.escape(self._code_text(concept))}</li>"
