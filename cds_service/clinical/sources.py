@@ -25,7 +25,7 @@ class Source:
         return f"{by}{self.title}. {self.publisher}, {self.year}"
 
 
-_QA_SITE = "clinical question-and-answer article reviewed by the site's Medical Advisory Board (site not named)"
+_QA_SITE = "clinical Q&A article (site not named)"
 
 SOURCES: dict[str, Source] = {
     "000_bc010253c106cbbd.txt": Source("New Involuntary Leg Fasciculation: Evaluation and Management", _QA_SITE, 2026),
