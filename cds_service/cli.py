@@ -28,16 +28,19 @@ def _serve(args: argparse.Namespace) -> int:
         settings = get_settings()
     except Exception as exc:
         return refuse(problems_of(exc))
-    _prepare_metrics(settings.workers, settings.metrics_enabled)
+    single = settings.workers == 1  # one process: run the app built here; workers build their own
+    if single:  # this process serves: its metrics directory must be ready before the app exists
+        _prepare_metrics(settings.workers, settings.metrics_enabled)
     from cds_service.app import create_app
 
     try:  # build it here, so an unsafe or broken configuration is refused before uvicorn runs
         app = create_app(settings)
     except Exception as exc:
         return refuse(problems_of(exc))
+    if not single:  # the supervisor only checked the app: the cleanup drops its own metric files
+        _prepare_metrics(settings.workers, settings.metrics_enabled)
     if settings.metrics_enabled and settings.metrics_port is not None:
         _serve_metrics_port(settings.host, settings.metrics_port)
-    single = settings.workers == 1  # one process: run the app just built; workers build their own
     uvicorn.run(
         app if single else "cds_service.app:create_app",
         factory=not single,
