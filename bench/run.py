@@ -38,7 +38,7 @@ import httpx
 import orjson
 
 from bench import loadgen, procs
-from cds_service.clinical.services import SERVICE_ID, prefetch_templates
+from cds_service.clinical.services import SERVICE_ID, SERVICE_IDS, prefetch_templates
 from cds_service.clinical.terminology import terminology
 from cds_service.data.gather import FHIR_ACCEPT
 from cds_service.data.templates import render, token_values
@@ -49,6 +49,7 @@ HC_VENV = ROOT / "bench" / ".venv-healthchain"
 HC_VERSION = "0.16.1"
 HC_MARKER = HC_VENV / ".bench-installed"
 SERVICE_PATH = f"/cds-services/{SERVICE_ID}"
+SIGN_PATH = f"/cds-services/{SERVICE_IDS['order-sign']}"  # one id per hook
 HC_PATH = f"/cds/cds-services/{SERVICE_ID}"
 HOOK_INSTANCE = "5b5d5c3a-6f0e-4b53-9c3d-2f1f3a1b7e01"
 USER = "Practitioner/bench-dr-1"
@@ -354,7 +355,7 @@ class Bench:
             pv("pv2000", "bg2000-r01", "patient-view, 2,000 Obs, prefetch", "4 cards"),
             pv("pv2000none", "bg2000-no-trigger", "patient-view, 2,000 Obs, no fasciculation",
                "no cards (most patients)"),
-            Row("sign5", "order-sign, 5 drafts, 300 Obs, prefetch", "service", SERVICE_PATH, sign,
+            Row("sign5", "order-sign, 5 drafts, 300 Obs, prefetch", "service", SIGN_PATH, sign,
                 note="bg300-r01 + 5 draft orders"),
         ]
         if "sekmet" in self.servers:

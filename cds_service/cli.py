@@ -22,13 +22,28 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers:
         os.environ["CDS_WORKERS"] = str(args.workers)
     get_settings.cache_clear()
-    settings = get_settings()
-    _prepare_metrics(settings.workers, settings.metrics_enabled)
+    from cds_service.startup import problems_of, refuse
+
+    try:  # a refused start is one line per problem and exit 2, never a traceback
+        settings = get_settings()
+    except Exception as exc:
+        return refuse(problems_of(exc))
+    single = settings.workers == 1  # one process: run the app built here; workers build their own
+    if single:  # this process serves: its metrics directory must be ready before the app exists
+        _prepare_metrics(settings.workers, settings.metrics_enabled)
+    from cds_service.http.app import create_app
+
+    try:  # build it here, so an unsafe or broken configuration is refused before uvicorn runs
+        app = create_app(settings)
+    except Exception as exc:
+        return refuse(problems_of(exc))
+    if not single:  # the supervisor only checked the app: the cleanup drops its own metric files
+        _prepare_metrics(settings.workers, settings.metrics_enabled)
     if settings.metrics_enabled and settings.metrics_port is not None:
         _serve_metrics_port(settings.host, settings.metrics_port)
     uvicorn.run(
-        "cds_service.http.app:create_app",
-        factory=True,
+        app if single else "cds_service.http.app:create_app",
+        factory=not single,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,

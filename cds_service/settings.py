@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     allow_open_fhir_fetch: bool | None = Field(
         None, description="Fetch from fhirServer without fhirAuthorization (public Sandbox; dev only)"
     )
+    tls_ca_bundle: Path | None = Field(
+        None, description="PEM file of extra CA certificates trusted for https FHIR servers and JWK Set URLs"
+    )
+    tls_system_trust: bool = Field(
+        False, description="Trust the operating system's CA store (instead of certifi's) for outgoing https"
+    )
 
     validate_responses: bool | None = Field(
         None, description="Check every response against the CDS Hooks invariants before sending it"
@@ -211,8 +217,8 @@ class Settings(BaseSettings):
         if self.profile == "production":
             missing = [n for n in ("database_url", "patient_hash_key") if getattr(self, n) in (None, "")]
             if missing:
-                env = ", ".join(f"CDS_{n.upper()}" for n in missing)
-                raise ValueError(f"production profile needs {env}")
+                # one line per missing setting (cds_service/startup.py prints each on its own)
+                raise ValueError("\n".join(f"production profile needs CDS_{n.upper()}" for n in missing))
         if self.profile == "dev" and not self.cors_allow_origins:
             object.__setattr__(self, "cors_allow_origins", ["*"])
         return self
@@ -244,9 +250,25 @@ class Settings(BaseSettings):
         """Make it impossible to miss that a dev profile is running."""
         if self.profile == "dev":
             log.warning(
-                "DEV PROFILE: SQLite file, open CORS, tokenless FHIR fetch allowed, dev hash key. "
+                f"DEV PROFILE: {'; '.join(self.dev_conveniences())}. "
                 "Never use with real patient data; set CDS_PROFILE=production."
             )
+
+    def dev_conveniences(self) -> list[str]:
+        """What is actually in force, for the dev warning (settings may have turned any of the
+        dev defaults off; the warning must not claim what is not true)."""
+        origins = self.cors_allow_origins
+        return [
+            "SQLite file database" if self.db_url.startswith("sqlite") else "database from CDS_DATABASE_URL",
+            "open CORS (any origin)"
+            if "*" in origins
+            else (f"CORS for {len(origins)} origin(s)" if origins else "CORS closed"),
+            "tokenless FHIR fetch allowed" if self.open_fetch else "tokenless FHIR fetch refused",
+            "dev patient-hash key"
+            if self.patient_hash_key == _PROFILE_DEFAULTS["dev"]["patient_hash_key"]
+            else "own patient-hash key",
+            "client JWT required" if self.jwt_required else "client JWT optional",
+        ]
 
 
 @lru_cache(maxsize=1)

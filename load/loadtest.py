@@ -65,7 +65,7 @@ import orjson
 import yaml
 
 from cds_service.clinical.cards import CARD_EXTENSION
-from cds_service.clinical.services import SERVICE_ID, prefetch_templates
+from cds_service.clinical.services import SERVICE_ID, SERVICE_IDS, prefetch_templates
 from cds_service.clinical.terminology import terminology
 from cds_service.protocol.validate import response_problems
 from cds_tools import fixtures, harness
@@ -304,7 +304,7 @@ async def ehr_client(
     calls: list[Call],
 ) -> None:
     """One simulated EHR: calls back to back until the time or request budget is spent."""
-    url = f"{cds}/cds-services/{SERVICE_ID}"
+    urls = {hook: f"{cds}/cds-services/{sid}" for hook, sid in SERVICE_IDS.items()}  # one id per hook
     views = [c for c in cases if c.hook == "patient-view"]
     orders = [c for c in cases if c.hook != "patient-view"] or views
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -319,7 +319,7 @@ async def ehr_client(
             content = encode_body(case, mode, tag, proxy_port)
             call = Call(case.name, case.hook, mode, tag, time.monotonic())
             try:
-                resp = await client.post(url, content=content, headers=headers)
+                resp = await client.post(urls[case.hook], content=content, headers=headers)
                 call.status = resp.status_code
                 call.body = orjson.loads(resp.content)
             except (httpx.HTTPError, orjson.JSONDecodeError) as exc:

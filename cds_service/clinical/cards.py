@@ -239,7 +239,7 @@ class Renderer:
             actions = [a for s in suggestions for a in s.actions or ()]
             suggestions.append(
                 Suggestion(
-                    label=f"Order all {len(actions)} missing tests", uuid=str(uuid.uuid4()), actions=actions
+                    label=f"Order all {len(actions)} tests listed here", uuid=str(uuid.uuid4()), actions=actions
                 )
             )
         if kind.selection == "at-most-one":
@@ -279,12 +279,10 @@ class Renderer:
     def _detail(self, kind: CardKind, hit: Hit, values: dict[str, str], rc: RenderContext) -> str:
         parts = [fill(kind.detail, values)]
         if hit.basis:
-            parts.append(
-                "**Based on**\n\n"
-                + "\n".join(
-                    f"- {md_escape(b.text)} ({fmt_date(b.when)}; `{md_escape(b.ref)}`)" for b in hit.basis
-                )
+            lines = dict.fromkeys(  # a resource that matched twice (two concepts, merged hits) is cited once
+                f"- {md_escape(b.text)} ({fmt_date(b.when)}; `{md_escape(b.ref)}`)" for b in hit.basis
             )
+            parts.append("**Based on**\n\n" + "\n".join(lines))
         if hit.lines:
             parts.append("\n".join(f"- {md_escape(line)}" for line in hit.lines))
         if rc.missing:

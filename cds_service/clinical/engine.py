@@ -87,6 +87,16 @@ def evaluate(
     return discipline(hits, budget, rules)
 
 
+def _offered_elsewhere(concept: str, other: Hit, rules: list[Rule]) -> str:
+    """Say where a suggestion this card would also make went (a card's count of missing tests
+    must match its buttons, or the clinician looks for the one that is missing)."""
+    from cds_service.clinical.terminology import terminology
+
+    label = terminology().concept(concept).label
+    title = next((r.title for r in rules if r.id == other.rule), other.rule)
+    return f"{label} is offered on the {other.rule} card ({title}), not here."
+
+
 def discipline(hits: list[Hit], budget: int, rules: list[Rule] = RULES) -> Evaluation:
     declared = {r.id: r for r in rules}
     by_rule = {h.rule: h for h in hits}
@@ -103,14 +113,16 @@ def discipline(hits: list[Hit], budget: int, rules: list[Rule] = RULES) -> Evalu
         hits = [h for h in hits if not (h.rule in declared and declared[h.rule].yields_to_critical)]
     order = {r.id: r.rank for r in rules}
     hits.sort(key=lambda h: (h.rank, order.get(h.rule, 1_000_000)))
-    offered: set[tuple[str, str | None, str | None]] = set()
+    offered: dict[tuple[str, str | None, str | None], Hit] = {}
     for h in hits:
         kept = []
         for s in h.suggest:
             key = (s.concept, s.code, s.text_only)
             if key not in offered:
-                offered.add(key)
+                offered[key] = h
                 kept.append(s)
+            elif offered[key] is not h:
+                h.lines.append(_offered_elsewhere(s.concept, offered[key], rules))
         h.suggest = kept
     kept_hits, withheld = hits[:budget], hits[budget:]
     if withheld and kept_hits:

@@ -1,7 +1,9 @@
 """The fasciculation work-up services, plugged into the registry.
 
-One id, ``fasciculation-workup``, serves every hook of ``moments.HOOK_MOMENTS`` (patient-view,
-order-select, order-sign). The handlers only translate a hook call into the topic's terms (typed
+One id per hook (``SERVICE_IDS``): real clients key discovered services by id alone (the CDS
+Hooks Sandbox keeps only the last entry of an id), so sharing one id across hooks, which the spec
+allows, lost two of the three hooks there. The order hooks' former id, ``fasciculation-workup``,
+still answers them for one release as a deprecated alias (docs/testing.md, "Service ids"). The handlers only translate a hook call into the topic's terms (typed
 context -> ``Situation``, gathered data -> resources by type) and call ``Topic.assess``, the one
 pipeline the offline ``evaluate`` command uses too. Prefetch templates ask for exactly what the
 rules read; the Observation search lists the codes the rules use, split over several keys so each
@@ -18,6 +20,7 @@ from cds_service.clinical.drafts import read_drafts
 from cds_service.clinical.moments import Moment
 from cds_service.clinical.pipeline import RECORD_TYPES, Situation, Topic, collect
 from cds_service.clinical.settings import TopicSettings
+from cds_service.clinical.sources import cite
 from cds_service.clinical.terminology import LOINC, SNOMED, Terminology
 from cds_service.data.prefetch import PrefetchSpec
 from cds_service.protocol.errors import PreconditionFailed
@@ -31,9 +34,14 @@ from cds_service.protocol.models import (
 from cds_service.registry import HandlerResult, HookCall, Registry, ServiceDefinition
 from cds_service.settings import Settings
 
-__all__ = ["RECORD_TYPES", "SERVICE_ID", "WorkupService", "prefetch_templates", "register"]
+__all__ = ["RECORD_TYPES", "SERVICE_ID", "SERVICE_IDS", "WorkupService", "prefetch_templates", "register"]
 
-SERVICE_ID = "fasciculation-workup"
+SERVICE_ID = "fasciculation-workup"  # patient-view; the id every release so far published
+SERVICE_IDS: dict[Hook, str] = {
+    Hook.PATIENT_VIEW: SERVICE_ID,
+    Hook.ORDER_SELECT: "fasciculation-order-select",
+    Hook.ORDER_SIGN: "fasciculation-order-sign",
+}
 MAX_URL = 2000
 PATIENT = "{{context.patientId}}"
 FINDING_CATEGORIES = (
@@ -174,7 +182,7 @@ class WorkupService:
         rule = next(r for r in self.topic.rules if r.id == kind.rule)
         quotes = [*rule.seeds, *((e["seed"], e["quote"]) for e in kind.evidence)]
         items = "".join(
-            f"<li><q>{html.escape(q)}</q> <small>({html.escape(s)})</small></li>" for s, q in quotes
+            f"<li><q>{html.escape(q)}</q> <small>({html.escape(cite(s))})</small></li>" for s, q in quotes
         )
         codes = "".join(
             f"<li>{html.escape(label)}: {html.escape(self._code_text(concept))}</li>"
@@ -243,15 +251,18 @@ USAGE = (
 
 
 def register(registry: Registry, settings: Settings, topic: Topic | None = None) -> None:
-    """One id for every hook the topic serves; they share data needs and rules. The topic reads its
-    own settings (``TopicSettings``) from the environment; the core ``settings`` are not needed."""
+    """One id per hook the topic serves (``SERVICE_IDS``; a hook added later gets
+    ``fasciculation-<hook>``); they share data needs and rules. The former shared id stays a
+    deprecated alias of the order hooks for one release. The topic reads its own settings
+    (``TopicSettings``) from the environment; the core ``settings`` are not needed."""
     svc = WorkupService(topic)
     prefetch = prefetch_templates(svc.t)
     for hook, moment in svc.topic.hook_moments.items():
         title, description = MOMENT_TEXT[moment]
+        service_id = SERVICE_IDS.get(hook, f"fasciculation-{hook.value}")
         registry.add(
             ServiceDefinition(
-                id=SERVICE_ID,
+                id=service_id,
                 hook=hook,
                 title=title,
                 description=description,
@@ -260,6 +271,8 @@ def register(registry: Registry, settings: Settings, topic: Topic | None = None)
                 usage_requirements=USAGE,
             )
         )
+        if service_id != SERVICE_ID:
+            registry.add_alias(SERVICE_ID, hook, service_id)  # deprecated: one release
     registry.pages["index"] = svc.index
     for card_id in svc.catalogue.kinds:
         registry.pages[card_id] = functools.partial(_page, svc, card_id)

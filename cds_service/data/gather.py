@@ -37,8 +37,10 @@ import httpx
 import orjson
 
 from cds_service.data.complete import cut_without_link, merge_pages
+from cds_service.data.fhir_auth import scope_refusal, token_refusal
 from cds_service.data.prefetch import PrefetchSpec
-from cds_service.data.templates import render, token_values
+from cds_service.data.templates import render_for_fetch, token_values
+from cds_service.data.tls import client_tls_context, tls_verify_failed
 from cds_service.jsonshape import items
 from cds_service.ops import metrics
 from cds_service.protocol.errors import PreconditionFailed
@@ -223,6 +225,8 @@ class Gatherer:
         scheme = urlsplit(request.fhirServer).scheme.lower()
         if scheme not in ("http", "https"):
             return "fhirServer is not an http(s) URL"
+        if request.fhirAuthorization is not None:
+            return token_refusal(request.fhirAuthorization)
         return None
 
     async def _fetch_all(
@@ -243,7 +247,7 @@ class Gatherer:
                 data.keys[spec.key] = KeyResult(spec.key, state, so_far, f"{why or 'more pages'}; {refusal}")
                 continue
             if next_url is None:
-                rendered = render(spec.template, values)
+                rendered = render_for_fetch(spec.template, values)
                 if rendered is None:
                     data.keys[spec.key] = KeyResult(
                         spec.key,
@@ -253,6 +257,10 @@ class Gatherer:
                     )
                     continue
                 assert request.fhirServer is not None
+                narrow = scope_refusal(request.fhirAuthorization, rendered) if request.fhirAuthorization else None
+                if narrow is not None:
+                    data.keys[spec.key] = KeyResult(spec.key, KeyState.MISSING, [], f"{why}; {narrow}")
+                    continue
                 url = request.fhirServer.rstrip("/") + "/" + rendered.lstrip("/")
             else:
                 url = next_url
@@ -322,7 +330,11 @@ class Gatherer:
             return await self.client.get(url, headers=headers, timeout=timeout)
         except httpx.TimeoutException:
             raise _FetchFailed("FHIR request timed out") from None
-        except httpx.HTTPError:
+        except httpx.HTTPError as exc:
+            if tls_verify_failed(exc):
+                raise _FetchFailed(
+                    "the FHIR server's TLS certificate is not trusted (its CA may be set with CDS_TLS_CA_BUNDLE)"
+                ) from None
             raise _FetchFailed("could not connect to the FHIR server") from None
         finally:
             self._slots.release()
@@ -349,7 +361,12 @@ class Gatherer:
                 raise _FetchFailed("next link points away from fhirServer; not followed")
             resp = await self._get(next_url, headers, stop_at)
             if resp.status_code in (401, 403):
-                raise _FetchFailed(f"FHIR server refused access (HTTP {resp.status_code})")
+                why = (
+                    ": the fhirAuthorization token was not accepted (expired, revoked or issued for another server)"
+                    if request.fhirAuthorization is not None
+                    else ""
+                )
+                raise _FetchFailed(f"FHIR server refused access (HTTP {resp.status_code}){why}")
             if not 200 <= resp.status_code < 300:
                 raise _FetchFailed(f"FHIR server answered HTTP {resp.status_code}")
             try:
@@ -385,4 +402,10 @@ def build_fhir_client(settings: Settings) -> httpx.AsyncClient:
     limits = httpx.Limits(
         max_connections=settings.fhir_max_connections, max_keepalive_connections=settings.fhir_max_connections
     )
-    return httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False, trust_env=False)
+    return httpx.AsyncClient(
+        timeout=timeout,
+        limits=limits,
+        follow_redirects=False,
+        trust_env=False,
+        verify=client_tls_context(settings),  # CDS_TLS_CA_BUNDLE / CDS_TLS_SYSTEM_TRUST
+    )

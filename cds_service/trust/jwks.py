@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,6 +94,7 @@ class JwksCache:
         max_bytes: int = 256_000,
         clock: Callable[[], float] = time.monotonic,
         refuse_public: bool = False,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.refuse_public = refuse_public
         self.ttl = ttl
@@ -100,6 +102,7 @@ class JwksCache:
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.clock = clock
+        self.verify = verify  # the CA trust of cds_service.data.tls (a hospital's own CA)
         self._entries: dict[str, _Entry] = {}
         self._http: httpx.AsyncClient | None = None
 
@@ -108,6 +111,7 @@ class JwksCache:
             timeout=httpx.Timeout(self.timeout),
             follow_redirects=False,
             trust_env=False,
+            verify=self.verify,
             headers={"Accept": "application/json, application/jwk-set+json"},
         )
 

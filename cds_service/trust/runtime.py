@@ -13,6 +13,7 @@ import logging
 from starlette.datastructures import Headers
 from starlette.types import Scope
 
+from cds_service.data.tls import client_tls_context
 from cds_service.ops.audit import AuditTrail
 from cds_service.settings import Settings
 from cds_service.storage.repo import Store
@@ -52,6 +53,7 @@ class TrustRuntime:
             min_refresh=settings.jwks_min_refresh_seconds,
             timeout=settings.jwks_timeout_seconds,
             refuse_public=settings.profile == "production",
+            verify=client_tls_context(settings),
         )
         self.replay = _LazyReplay()
         self.verifier = TokenVerifier(

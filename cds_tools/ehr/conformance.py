@@ -199,12 +199,29 @@ class Checker:
             for s in body["services"]
             if isinstance(s, dict) and isinstance(s.get("id"), str) and isinstance(s.get("hook"), str)
         ]
+        self._distinct_ids(services)
         for s in services:
             where = f"{s.get('id')}/{s.get('hook')}"
             r.check("2.2-title", bool(s.get("title")), f"{where}: no title")
             for key, template in (s.get("prefetch") or {}).items():
                 self._template(where, key, template)
         return services
+
+    def _distinct_ids(self, services: list[dict[str, Any]]) -> None:
+        """2.5-ids: the spec lets one id serve several hooks, but the CDS Hooks Sandbox keys
+        discovered services by ``{discovery URL}/{id}``: entries sharing an id overwrite each other
+        and only the last hook is ever called, without any error. So a shared id is a failure."""
+        hooks: dict[str, list[str]] = {}
+        for s in services:
+            hooks.setdefault(str(s["id"]), []).append(str(s["hook"]))
+        for sid, hs in hooks.items():
+            self.report.check(
+                "2.5-ids",
+                len(hs) == 1,
+                f"id {sid!r} is listed for {len(hs)} hooks ({', '.join(hs)}): clients that key services "
+                f"by id (the CDS Hooks Sandbox) keep only the last entry, so {', '.join(hs[:-1])} "
+                "would never be called; give each entry its own id",
+            )
 
     def _template(self, where: str, key: str, template: Any) -> None:
         if not isinstance(template, str):

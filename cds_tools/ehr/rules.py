@@ -4,7 +4,9 @@ Each rule is one line of ``../shared/spec/cds-hooks-2.0-checklist.md`` that a *c
 named by its checklist section (``2.2``, ``6.1-summary``, ``cds-resp-6``...). Its level says what a
 miss means: ``MUST`` (the spec's MUST/SHALL/REQUIRED) is a failure; ``SHOULD`` (the spec's SHOULD)
 and ``REC`` (the checklist's recommendations, best practice and interoperability needs such as
-CORS) are warnings, which ``--strict`` turns into failures. A rule nothing exercised (no card had
+CORS) are warnings, which ``--strict`` turns into failures. ``INTEROP`` marks what the spec allows
+but real clients break on (a discovery id shared by several hooks); it fails like a MUST, because
+the service is unusable with those clients, and its problem text says why. A rule nothing exercised (no card had
 suggestions, no ``--auth-required``...) is reported as skipped with the reason, never as passed.
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Level = Literal["MUST", "SHOULD", "REC"]
+Level = Literal["MUST", "SHOULD", "REC", "INTEROP"]
 Status = Literal["pass", "fail", "warn", "skip"]
 
 
@@ -32,6 +34,7 @@ RULES: tuple[Rule, ...] = (
     Rule("2.2", "MUST", "Discovery: a services array, each entry with hook, description and id"),
     Rule("2.2-title", "REC", "Each discovered service has a title (RECOMMENDED)"),
     Rule("2.5", "MUST", "An id listed for several hooks answers each of them (dispatch on id and hook)"),
+    Rule("2.5-ids", "INTEROP", "Each discovery entry has an id of its own (clients key services by id)"),
     Rule("4.1", "MUST", "Prefetch templates are relative reads/searches using only 2.0 tokens"),
     Rule("4.2-null", "SHOULD", "Prefetch keys sent as null (client has no data) are answered 200"),
     Rule("4.3.1", "SHOULD", "Prefetch keys left out are fetched from fhirServer"),
@@ -114,7 +117,7 @@ class Outcome:
     @property
     def status(self) -> Status:
         if self.problems:
-            return "fail" if self.rule.level == "MUST" else "warn"
+            return "fail" if self.rule.level in ("MUST", "INTEROP") else "warn"
         if self.checked:
             return "pass"
         return "skip"
@@ -182,11 +185,11 @@ class Report:
         lines = [f"CDS Hooks 2.0 conformance of {self.target}", ""]
         for o in self.outcomes.values():
             status = o.status.upper()
-            lines.append(f"{status:<5} {o.rule.id:<20} {o.rule.level:<6} {o.rule.title}")
+            lines.append(f"{status:<5} {o.rule.id:<20} {o.rule.level:<7} {o.rule.title}")
             if o.status == "skip":
-                lines.append(f"{'':<33}({self.skip_reason(o)})")
+                lines.append(f"{'':<34}({self.skip_reason(o)})")
             for p in o.problems:
-                lines.append(f"{'':<33}- {p}")
+                lines.append(f"{'':<34}- {p}")
         counts = {s: 0 for s in ("pass", "fail", "warn", "skip")}
         for s in self.statuses().values():
             counts[s] += 1

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from cds_service.clinical.services import SERVICE_IDS
 from cds_service.protocol.validate import response_problems
 from cds_tools import fixtures
 from tests.support.servers import CdsServer, FhirServer, run_cds_server
@@ -26,7 +27,8 @@ from tests.support.third_party import HC_DRIVER, card_summary, healthchain_pytho
 
 pytestmark = pytest.mark.e2e
 
-SERVICE = "/cds-services/fasciculation-workup"
+SERVICE = f"/cds-services/{SERVICE_IDS['patient-view']}"
+ORDER_SIGN = f"/cds-services/{SERVICE_IDS['order-sign']}"
 ORDER_DRAFT = {  # cyclobenzaprine: would give the R10 warning, had HealthChain sent it
     "resourceType": "MedicationRequest",
     "id": "mr-1",
@@ -65,6 +67,7 @@ def run(server: CdsServer, fhir_open: FhirServer, tmp_path_factory: pytest.TempP
     prefetch_file.write_text(json.dumps(prefetch))
     plan = {
         "service_url": server.url(SERVICE),
+        "order_sign_url": server.url(ORDER_SIGN),
         "unknown_url": server.url("/cds-services/no-such-service"),
         "fhir": fhir_open.base,
         "patient": weak.patient_id,

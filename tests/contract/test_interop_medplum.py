@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from cds_service.clinical.services import SERVICE_IDS
 from cds_service.protocol.validate import response_problems
 from cds_tools import fixtures
 from tests.support.servers import FHIR_TOKEN, CdsServer, FhirServer, run_cds_server, unavailable
@@ -77,6 +78,7 @@ def test_patient_view_cards_match_expected(
     fx = loaded[name]
     run = run_medplum(fhir_open.base, server.url("/cds-services"), fx.patient_id)
     request = run.report["request"]
+    assert run.report["service"]["id"] == SERVICE_IDS["patient-view"]
     assert "fhirServer" not in request and "fhirAuthorization" not in request
     assert set(request["prefetch"]) == set(run.report["service"]["prefetch"]), "Medplum filled every key"
     got = card_summary(answered(run))
@@ -111,6 +113,7 @@ def test_order_hooks(server: CdsServer, fhir_open: FhirServer, loaded: dict[str,
         fhir_open.base, server.url("/cds-services"), loaded[case["patient"]].patient_id, case["hook"], context
     )
     assert run.report["service"]["hook"] == case["hook"]
+    assert run.report["service"]["id"] == SERVICE_IDS[case["hook"]], "Medplum called the hook's own id"
     assert card_summary(answered(run)) == case["expect"], case["why"]
 
 

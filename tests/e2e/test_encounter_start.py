@@ -31,8 +31,9 @@ def server() -> Iterator[CdsServer]:
 
 def test_discovery_lists_the_new_hook_with_the_same_prefetch(server: CdsServer) -> None:
     services = checked(httpx.get(server.url("/cds-services")))["services"]
-    ours = {s["hook"]: s for s in services if s["id"] == "fasciculation-workup"}
+    ours = {s["hook"]: s for s in services if s["id"].startswith("fasciculation-")}
     assert set(ours) == {"patient-view", "order-select", "order-sign", "encounter-start"}
+    assert ours["encounter-start"]["id"] == "fasciculation-encounter-start"  # one id per hook
     assert ours["encounter-start"]["prefetch"] == ours["patient-view"]["prefetch"]
 
 
@@ -47,7 +48,8 @@ def test_encounter_start_runs_the_chart_rules_and_its_own(server: CdsServer) -> 
 
     def rules(hook: str, **context: str) -> list[str]:
         body = hook_body(hook=hook, patient=fx.patient_id, prefetch=prefetch, **context)
-        return [rule_of(c) for c in checked(httpx.post(server.url(SERVICE), json=body, timeout=30))["cards"]]
+        url = server.url(f"/cds-services/fasciculation-{hook}" if hook != "patient-view" else SERVICE)
+        return [rule_of(c) for c in checked(httpx.post(url, json=body, timeout=30))["cards"]]
 
     at_start = rules("encounter-start", encounterId="enc-1")
     assert "ENC1" in at_start
@@ -56,6 +58,6 @@ def test_encounter_start_runs_the_chart_rules_and_its_own(server: CdsServer) -> 
 
 def test_the_hook_context_model_is_enforced(server: CdsServer) -> None:
     body = hook_body(hook="encounter-start", patient="pt-1", prefetch={})
-    resp = httpx.post(server.url(SERVICE), json=body, timeout=30)
+    resp = httpx.post(server.url("/cds-services/fasciculation-encounter-start"), json=body, timeout=30)
     assert resp.status_code == 400
     assert "context.encounterId" in checked(resp)["issue"][0]["diagnostics"]

@@ -12,6 +12,7 @@ import httpx
 import pytest
 import yaml
 
+from cds_service.clinical.services import SERVICE_IDS
 from cds_tools import fixtures
 from tests.support.client import checked, hook_body, rule_of
 from tests.support.fhir_validator import validate_resources
@@ -19,7 +20,7 @@ from tests.support.servers import FHIR_TOKEN, CdsServer, FhirServer, run_cds_ser
 
 pytestmark = pytest.mark.e2e
 
-SERVICE = "/cds-services/fasciculation-workup"
+SERVICE = {hook: f"/cds-services/{sid}" for hook, sid in SERVICE_IDS.items()}
 CASES = yaml.safe_load((fixtures.ROOT / "order-cases.yaml").read_text())
 CREATED: list[dict[str, Any]] = []
 
@@ -33,7 +34,7 @@ def server() -> Iterator[CdsServer]:
 @pytest.fixture(scope="module")
 def templates(server: CdsServer) -> dict[str, dict[str, str]]:
     body = checked(httpx.get(server.url("/cds-services")))
-    return {s["hook"]: s["prefetch"] for s in body["services"] if s["id"] == "fasciculation-workup"}
+    return {s["hook"]: s["prefetch"] for s in body["services"] if s["id"] == SERVICE_IDS.get(s["hook"])}
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,7 @@ def summarise(body: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def test_discovery_lists_both_order_hooks_under_one_id(templates: dict[str, dict[str, str]]) -> None:
+def test_discovery_lists_each_order_hook_under_its_own_id(templates: dict[str, dict[str, str]]) -> None:
     assert set(templates) == {"patient-view", "order-select", "order-sign"}
     assert templates["order-sign"] == templates["patient-view"]
 
@@ -80,7 +81,7 @@ def test_discovery_lists_both_order_hooks_under_one_id(templates: dict[str, dict
 def test_case_with_prefetch(server: CdsServer, templates: dict[str, dict[str, str]], case: dict[str, Any]) -> None:
     fx = fixtures.load(fixtures.ROOT / "patients" / f"{case['patient']}.json")
     body = request(case, fx, prefetch=fixtures.prefetch_for(fx, templates[case["hook"]]))
-    got = summarise(checked(httpx.post(server.url(SERVICE), json=body, timeout=30)))
+    got = summarise(checked(httpx.post(server.url(SERVICE[case["hook"]]), json=body, timeout=30)))
     assert got == case["expect"], case["why"]
 
 
@@ -88,7 +89,7 @@ def test_case_with_prefetch(server: CdsServer, templates: dict[str, dict[str, st
 def test_case_from_fhir_server(server: CdsServer, fhir_bearer: FhirServer, loaded: set[str], case: dict[str, Any]) -> None:
     fx = fixtures.load(fixtures.ROOT / "patients" / f"{case['patient']}.json")
     body = request(case, fx, fhir_server=fhir_bearer.base, token=FHIR_TOKEN)
-    got = summarise(checked(httpx.post(server.url(SERVICE), json=body, timeout=30)))
+    got = summarise(checked(httpx.post(server.url(SERVICE[case["hook"]]), json=body, timeout=30)))
     assert got == case["expect"], case["why"]
 
 
@@ -100,7 +101,7 @@ def test_malformed_draft_orders_never_error(server: CdsServer, draft_orders: Any
     fx = fixtures.load(fixtures.ROOT / "patients" / "r01-weakness.json")
     body = hook_body("order-sign", patient=fx.patient_id, prefetch={k: None for k in ("conditions", "labs", "findings")},
                      draftOrders=draft_orders)
-    r = httpx.post(server.url(SERVICE), json=body)
+    r = httpx.post(server.url(SERVICE["order-sign"]), json=body)
     # draftOrders that is not an object is a missing REQUIRED context field (400); anything else is read leniently
     assert r.status_code == (400 if not isinstance(draft_orders, dict) else 200), r.text
     checked(r)

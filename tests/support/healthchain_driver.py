@@ -103,7 +103,7 @@ def main(plan: dict[str, Any]) -> None:
 
     # 5. order-sign with a draft order, record from the FHIR server. (HealthChain serialises only the
     #    base context fields, so the draftOrders given here are dropped on the way out.)
-    c = SandboxClient(url=service, workflow="order-sign")
+    c = SandboxClient(url=plan["order_sign_url"], workflow="order-sign")  # each hook has its own id
     order = plan["order"]
     req = ctor.construct_request(
         {},

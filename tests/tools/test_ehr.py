@@ -15,12 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cds_service.clinical.services import SERVICE_IDS
 from tests.support.ehr_cli import cds_cli, jwt_server, ok
 from tests.support.servers import FHIR_TOKEN, ROOT, CdsServer, FhirServer, run_cds_server, stop, wait_http
 
 pytestmark = pytest.mark.e2e
 
-SERVICE = "fasciculation-workup"
+SERVICE = SERVICE_IDS["patient-view"]
 WEAK = "fx-r01-weakness"  # fasciculation with weakness: a critical R01 card with suggestions
 QUIET = "fx-r20-reassurance"  # benign picture: where a cyclobenzaprine order draws the R10 card
 CYCLOBENZAPRINE = {
@@ -64,8 +65,9 @@ def jwks_process(keys: Path, port: int) -> Iterator[str]:
 
 
 def call(server: CdsServer, *args: str, patient: str = WEAK) -> tuple[int, str, str]:
+    hook = args[args.index("--hook") + 1] if "--hook" in args else "patient-view"  # one id per hook
     proc = cds_cli(
-        "ehr", "call", server.url("/cds-services"), "--service", SERVICE, "--patient", patient, *args
+        "ehr", "call", server.url("/cds-services"), "--service", SERVICE_IDS[hook], "--patient", patient, *args
     )
     return proc.returncode, proc.stdout, proc.stderr
 
@@ -78,7 +80,7 @@ def summaries(stdout: str) -> list[str]:
 def test_discover(server: CdsServer) -> None:
     out = ok(cds_cli("ehr", "discover", server.url("/cds-services")))
     for hook in ("patient-view", "order-select", "order-sign"):
-        assert f"{SERVICE}  hook={hook}" in out
+        assert f"{SERVICE_IDS[hook]}  hook={hook}" in out
     assert "prefetch conditions: Condition?patient={{context.patientId}}" in out
     raw = json.loads(ok(cds_cli("ehr", "discover", server.url(""), "--json")))  # base URL works too
     assert {s["hook"] for s in raw["services"]} == {"patient-view", "order-select", "order-sign"}

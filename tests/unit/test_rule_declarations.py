@@ -186,9 +186,12 @@ def test_every_hook_has_its_context_model() -> None:
 
 
 def test_the_topic_registers_one_service_per_hook_of_its_table() -> None:
+    """One service per hook of the table, each under its own id (real clients key services by id)."""
     registry = Registry()
     services.register(registry, Settings(), TOPIC)
-    assert registry.hooks_of(services.SERVICE_ID) == list(HOOK_MOMENTS)
+    assert sorted((s.hook, s.id) for s in registry.all()) == sorted(
+        (hook, services.SERVICE_IDS[hook]) for hook in HOOK_MOMENTS
+    )
     with pytest.raises(ValueError, match="does not serve hook"):
         TOPIC.assess({}, Situation(Hook.ENCOUNTER_START, NOW, "p"))
 
@@ -205,7 +208,7 @@ def test_encounter_start_is_one_table_line_plus_its_rules() -> None:
     test_topic = encounter_start_service.topic()
     registry = Registry()
     encounter_start_service.register(registry, Settings())
-    assert Hook.ENCOUNTER_START in registry.hooks_of(services.SERVICE_ID)
+    assert registry.hooks_of("fasciculation-encounter-start") == [Hook.ENCOUNTER_START]  # its own id
     at_start = _assess(test_topic, "r20-reassurance", Hook.ENCOUNTER_START)
     assert ("ENC1", "warning") in at_start  # its own rule
     assert at_start == _assess(test_topic, "r20-reassurance", Hook.PATIENT_VIEW)  # a chart moment
