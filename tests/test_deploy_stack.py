@@ -215,6 +215,8 @@ def simulator(stack: st.Stack, *args: str) -> list[str]:
 
 
 def test_demo_profile_simulator_gets_golden_cards_and_feedback_lands(stack: st.Stack) -> None:
+    seeded_s = stack.wait_exited("fhir-seed", timeout=300)
+    st.record("demo", {"seed_done_after_tests_began_s": round(seeded_s, 1)})
     assert "demo patients loaded" in stack.logs("fhir-seed")
     assert stack.inspect("fhir-seed", "{{.State.ExitCode}}") == "0"
     fhir = f"http://127.0.0.1:{stack.fhir_port}/fhir"
@@ -300,16 +302,21 @@ def test_drill_redis_restart_replay_still_refused(stack: st.Stack, drill_client:
         stack.wait_healthy("redis", timeout=120)
         stack.wait_ready(timeout=120)
         ready_s = time.monotonic() - restart_at
-        time.sleep(0.5)
+    # Fresh tokens until both workers' Redis connections are new: each worker's first call after
+    # the restart may meet a pooled connection to the old server (fail closed: 503).
+    statuses: list[int] = []
+    while statuses[-6:] != [200] * 6 and len(statuses) < 40:
+        statuses.append(httpx.get(stack.base + path, headers=drill_client.headers(path, aud=stack.base + path))
+                        .status_code)
     replay = httpx.get(stack.base + path, headers={"Authorization": f"Bearer {token}"})
-    fresh = httpx.get(stack.base + path, headers=drill_client.headers(path, aud=stack.base + path))
     window = watch.red_window()
     st.record("redis_restart", {
         "ready_again_after_restart_s": round(ready_s, 1),
         "readiness_red_s": round(window[1] - window[0], 1) if window else None,
-        "replay_after_restart_status": replay.status_code, "fresh_token_status": fresh.status_code,
+        "fresh_calls_after_ready": len(statuses), "fresh_503_after_ready": statuses.count(503),
+        "replay_after_restart_status": replay.status_code,
     })
-    assert fresh.status_code == 200, "a new token works once Redis is back"
+    assert set(statuses) <= {200, 503} and statuses[-6:] == [200] * 6, statuses
     if replay.status_code == 200:
         needs_reliab("a token used before the Redis restart was accepted again (no replay epoch)")
     assert replay.status_code == 401, replay.text

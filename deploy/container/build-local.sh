@@ -65,12 +65,14 @@ ensure_base_tar
 ensure_base_image
 ensure_wheelhouse
 "$root/deploy/container/standin-images.sh" python
+old="$(buildah inspect --type image --format '{{.FromImageID}}' "$image" 2>/dev/null || true)"
 say "buildah bud -> $image"
 buildah bud --isolation chroot --network host --format docker --layers -q --pull-never \
   --build-arg PIP_NO_INDEX=1 --build-arg PIP_FIND_LINKS=/wheelhouse \
   --volume "$wheels:/wheelhouse:ro" \
   -f "$root/Dockerfile" -t "$image" "$root" >&2
-# Earlier builds of this project whose tag has moved on: remove them (cached layers stay).
-buildah images --filter dangling=true --filter "label=org.opencontainers.image.title=cds-fasciculation" -q \
-  | xargs -r buildah rmi >/dev/null 2>&1 || true
+# The previous build of this tag, now untagged, if nothing uses it. Only that one: the untagged
+# intermediate images of both stages are the layer cache that makes the next build fast.
+new="$(buildah inspect --type image --format '{{.FromImageID}}' "$image")"
+if [ -n "$old" ] && [ "$old" != "$new" ]; then buildah rmi "$old" >/dev/null 2>&1 || true; fi
 echo "$image"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154  # cache, base_image, base_tar: set by the sourcing script
 # Shared by build-local.sh and standin-images.sh (sourced, not run): the tools, and the Debian
 # bookworm base image every locally built image starts from. A Debian rootfs (minbase, python3,
 # python3-venv, ca-certificates) is made once with debootstrap, kept as a tarball in the cache and

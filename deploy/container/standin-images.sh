@@ -42,8 +42,9 @@ inputs_hash() {  # the stand-in's directory (names and contents), the base image
 }
 
 build_one() {
-  local name="$1" tag="${tags[$1]}" hash have ctx
+  local name="$1" tag="${tags[$1]}" hash have ctx old
   hash="$(inputs_hash "$name")"
+  old="$(buildah inspect --type image --format '{{.FromImageID}}' "$tag" 2>/dev/null || true)"
   have="$(buildah inspect --type image --format '{{index .OCIv1.Config.Labels "cds.standin.inputs"}}' "$tag" 2>/dev/null || true)"
   if [ "$have" = "$hash" ]; then
     say "$tag is current ($hash)"
@@ -63,6 +64,9 @@ build_one() {
   fi
   rm -rf "$ctx"
   say "built $tag in $((SECONDS - started)) s"
+  # The previous build of this tag, now untagged (kept if something still uses it). Only that one:
+  # images built FROM a stand-in inherit its labels, and their layer cache must stay.
+  if [ -n "$old" ]; then buildah rmi "$old" >/dev/null 2>&1 || true; fi
 }
 
 ensure_tools
@@ -74,5 +78,3 @@ for name in "${names[@]}"; do
   [ -n "${tags[$name]:-}" ] || { say "unknown stand-in: $name"; exit 2; }
   build_one "$name"
 done
-# Older builds of a stand-in whose tag has moved on.
-buildah images --filter dangling=true --filter label=cds.standin.inputs -q | xargs -r buildah rmi >/dev/null 2>&1 || true

@@ -157,6 +157,15 @@ class Stack:
             time.sleep(0.25)
         raise AssertionError(f"{service} not healthy after {timeout} s: {self.logs(service)[-3000:]}")
 
+    def wait_exited(self, service: str, timeout: float = 300) -> float:
+        """Seconds until a one-off container (migrate, fhir-seed) has exited."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if self.inspect(service, "{{.State.Status}}") in ("exited", "stopped"):
+                return time.monotonic() - started
+            time.sleep(0.25)
+        raise AssertionError(f"{service} still running after {timeout} s: {self.logs(service)[-3000:]}")
+
     def wait_ready(self, url: str | None = None, timeout: float = 180) -> float:
         """Seconds until GET /readyz (through the published port) answers 200."""
         started = time.monotonic()
@@ -171,7 +180,9 @@ class Stack:
         return run("podman", "logs", self.container(service), timeout=60, check=False)
 
     def psql(self, sql: str) -> str:
-        return self.compose("exec", "-T", "postgres", "psql", "-U", "cds", "-d", "cds", "-Atc", sql, timeout=60)
+        return self.compose(
+            "exec", "-T", "postgres", "psql", "-U", "cds", "-d", "cds", "-Atc", sql, timeout=60
+        ).strip()
 
 
 # --------------------------------------------------------------------------- load recording

@@ -63,6 +63,7 @@ MSG
     psql_ -d postgres -v db="$POSTGRES_DB" -q <<<'CREATE DATABASE :"db";'
   fi
   for f in /docker-entrypoint-initdb.d/*; do
+    # shellcheck disable=SC1090  # the init scripts are the user's own
     case "$f" in
       *.sh) echo "running $f"; if [ -x "$f" ]; then PGHOST="$setup_sock" "$f"; else PGHOST="$setup_sock" . "$f"; fi ;;
       *.sql) echo "running $f"; psql_ -d "$POSTGRES_DB" -f "$f" ;;
