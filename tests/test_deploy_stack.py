@@ -104,12 +104,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory, drill_client: LocalIssuer) -
     with st.engine(work / "engine") as docker_host:
         s = st.Stack(project, work, docker_host, port, fhir_port, [PODMAN_FIX, work / "drill.yaml"])
         try:
-            started = time.monotonic()
-            s.compose("up", "-d", "--no-build", "--pull", "never", timeout=900)
-            up_returned = time.monotonic() - started
-            healthy = s.wait_healthy("cds") + up_returned
+            services = ("postgres", "redis", "cds", "fhir")
+            started, wall = time.monotonic(), time.time()
+            with s.health_watch(services) as healthy_at:
+                s.compose("up", "-d", "--no-build", "--pull", "never", timeout=900)
+                up_returned = time.monotonic() - started
+                s.wait_healthy("cds")
+                ready = s.wait_ready() + time.monotonic() - started
+            figures: dict[str, Any] = {"compose_up_returned_s": round(up_returned, 1), "cds_ready_s": round(ready, 1)}
+            for service in services:  # seconds after `up` began
+                figures[f"{service}_started_s"] = round(s.started_at(service) - wall, 1)
+                figures[f"{service}_healthy_s"] = round(healthy_at[service] - wall, 1) if service in healthy_at else None
             st.record("build", build)
-            st.record("up", {"compose_up_returned_s": round(up_returned, 1), "cds_healthy_s": round(healthy, 1)})
+            st.record("up", figures)
             yield s
         finally:
             s.compose("down", "-v", "--remove-orphans", "-t", "35", extra=(REPLICAS, work / "drill-replica.yaml"),
@@ -363,6 +370,7 @@ def test_drill_sigterm_with_calls_in_flight(stack: st.Stack, drill_client: Local
         "calls": len(calls), "in_flight_at_sigterm": len(in_flight),
         "in_flight_answered_200": sum(c.status == 200 for c in in_flight),
         "refused_at_connect": sum(c.refused for c in calls), "accepted_unanswered": len(unanswered),
+        "unanswered_errors": sorted({c.error or "" for c in unanswered}),
         "non_200": len(failed), "stop_took_s": round(stopped_s, 1), "exit_code": code,
         "ready_after_start_s": round(ready_s, 1),
     })

@@ -157,6 +157,36 @@ class Stack:
             time.sleep(0.25)
         raise AssertionError(f"{service} not healthy after {timeout} s: {self.logs(service)[-3000:]}")
 
+    def started_at(self, service: str) -> float:
+        """Wall-clock (epoch) seconds when the container last started."""
+        text = self.inspect(service, "{{.State.StartedAt.Unix}}.{{.State.StartedAt.Nanosecond}}")
+        whole, _, nanos = text.partition(".")
+        return int(whole) + int(nanos or 0) / 1e9
+
+    @contextlib.contextmanager
+    def health_watch(self, services: tuple[str, ...]) -> Iterator[dict[str, float]]:
+        """Wall-clock (epoch) seconds at which each service was first seen healthy (polled every
+        0.25 s while the block runs; containers that do not exist yet are skipped)."""
+        seen: dict[str, float] = {}
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.is_set() and len(seen) < len(services):
+                for service in services:
+                    if service not in seen:
+                        with contextlib.suppress(AssertionError):
+                            if self.health(service) == "healthy":
+                                seen[service] = time.time()
+                time.sleep(0.25)
+
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+        try:
+            yield seen
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+
     def wait_exited(self, service: str, timeout: float = 300) -> float:
         """Seconds until a one-off container (migrate, fhir-seed) has exited."""
         started = time.monotonic()
