@@ -20,11 +20,13 @@ image="${1:-localhost/cds-fasciculation:local}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cache="${CDS_BUILD_CACHE:-/var/cache/cds-fasciculation}"
 base_image="localhost/cds-fasciculation-base:bookworm"
+# shellcheck disable=SC2034  # base_tar and say_prefix are used by lib.sh
 base_tar="$cache/bookworm-python3-minbase.tar"
 python="${PYTHON:-python3}"
+# shellcheck disable=SC2034
 say_prefix=build-local
 
-# shellcheck source=deploy/container/lib.sh
+# shellcheck source=deploy/container/lib.sh disable=SC1091  # checked on its own
 source "$root/deploy/container/lib.sh"
 
 ensure_wheelhouse() {

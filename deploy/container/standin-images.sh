@@ -19,9 +19,11 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cache="${CDS_BUILD_CACHE:-/var/cache/cds-fasciculation}"
 base_image="localhost/cds-fasciculation-base:bookworm"
+# shellcheck disable=SC2034  # base_tar and say_prefix are used by lib.sh
 base_tar="$cache/bookworm-python3-minbase.tar"
+# shellcheck disable=SC2034
 say_prefix=standin-images
-# shellcheck source=deploy/container/lib.sh
+# shellcheck source=deploy/container/lib.sh disable=SC1091  # checked on its own
 source "$root/deploy/container/lib.sh"
 
 declare -A tags=(
