@@ -110,8 +110,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, drill_client: LocalIssuer) -
                 s.compose("up", "-d", "--no-build", "--pull", "never", timeout=900)
                 up_returned = time.monotonic() - started
                 s.wait_healthy("cds")
-                ready = s.wait_ready() + time.monotonic() - started
-            figures: dict[str, Any] = {"compose_up_returned_s": round(up_returned, 1), "cds_ready_s": round(ready, 1)}
+                s.wait_ready()
+            figures: dict[str, Any] = {"compose_up_returned_s": round(up_returned, 1),
+                                       "cds_readyz_200_s": round(healthy_at["readyz"] - wall, 1)}
             for service in services:  # seconds after `up` began
                 figures[f"{service}_started_s"] = round(s.started_at(service) - wall, 1)
                 figures[f"{service}_healthy_s"] = round(healthy_at[service] - wall, 1) if service in healthy_at else None
@@ -119,8 +120,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, drill_client: LocalIssuer) -
             st.record("up", figures)
             yield s
         finally:
-            s.compose("down", "-v", "--remove-orphans", "-t", "35", extra=(REPLICAS, work / "drill-replica.yaml"),
-                      timeout=300, check=False)
+            # With the replica files too (once), so cds-b and the proxy go as well.
+            extra = tuple(f for f in (REPLICAS, work / "drill-replica.yaml") if f not in s.overrides)
+            s.compose("down", "-v", "--remove-orphans", "-t", "35", extra=extra, timeout=300)
 
 
 def hook_call(client: httpx.Client, stack: st.Stack, issuer: LocalIssuer, base: str | None = None) -> st.Call:
@@ -361,7 +363,15 @@ def test_drill_sigterm_with_calls_in_flight(stack: st.Stack, drill_client: Local
         time.sleep(1)
     calls = load.calls
     in_flight = [c for c in calls if c.started < stop_at < c.ended]
+    first_refused = min((c.ended for c in calls if c.refused), default=None)
+    # Calls left without an answer after their connection was made. Once the service has closed its
+    # listener (the first refused connection shows it) and the container is being torn down, the
+    # engine's port forwarding still completes connections to the published port (podman's conmon
+    # keeps the port reserved, Docker's docker-proxy accepts) and then resets them: the service never
+    # saw those calls. Any other unanswered call would be a call the service dropped.
     unanswered = [c for c in calls if c.status is None and not c.refused]
+    swallowed = [c for c in unanswered if first_refused is not None and c.started >= first_refused]
+    dropped = [c for c in unanswered if c not in swallowed]
     failed = [c for c in calls if c.status is not None and c.status != 200]
     code = int(stack.inspect("cds", "{{.State.ExitCode}}"))
     stack.compose("start", "cds", timeout=120)
@@ -369,13 +379,17 @@ def test_drill_sigterm_with_calls_in_flight(stack: st.Stack, drill_client: Local
     st.record("sigterm", {
         "calls": len(calls), "in_flight_at_sigterm": len(in_flight),
         "in_flight_answered_200": sum(c.status == 200 for c in in_flight),
-        "refused_at_connect": sum(c.refused for c in calls), "accepted_unanswered": len(unanswered),
-        "unanswered_errors": sorted({c.error or "" for c in unanswered}),
+        "refused_at_connect": sum(c.refused for c in calls),
+        "reset_by_port_forwarding_after_listener_closed": len(swallowed),
+        "dropped_by_service": len(dropped), "unanswered_errors": sorted({c.error or "" for c in unanswered}),
+        "unanswered_started_after_sigterm_s": sorted(round(c.started - stop_at, 2) for c in unanswered),
+        "first_refusal_after_sigterm_s": round(first_refused - stop_at, 2) if first_refused else None,
         "non_200": len(failed), "stop_took_s": round(stopped_s, 1), "exit_code": code,
         "ready_after_start_s": round(ready_s, 1),
     })
     assert in_flight, "no call was in flight at SIGTERM: the drill proved nothing"
-    assert not unanswered, f"accepted calls left without an answer: {[c.error for c in unanswered][:5]}"
+    assert all(c.status == 200 for c in in_flight), "every call in flight at SIGTERM is answered"
+    assert not dropped, f"calls dropped by the service: {[(c.error, round(c.started - stop_at, 2)) for c in dropped]}"
     assert not failed, f"non-200 answers: {[c.status for c in failed][:10]}"
     assert code in (0, 143), code  # ended by itself after draining, not killed at the grace period
     assert "Application shutdown complete" in stack.logs("cds")
@@ -388,7 +402,8 @@ def test_drill_sigterm_with_calls_in_flight(stack: st.Stack, drill_client: Local
 def replicas(stack: st.Stack) -> st.Stack:
     started = time.monotonic()
     stack.overrides += [REPLICAS, stack.workdir / "drill-replica.yaml"]
-    stack.compose("up", "-d", "--no-build", "--pull", "never", timeout=600)
+    # Only what changes (cds loses its port, cds-b and the proxy are new); the rest keeps running.
+    stack.compose("up", "-d", "--no-build", "--pull", "never", "--no-deps", "cds", "cds-b", "proxy", timeout=600)
     for service in ("cds", "cds-b"):
         stack.wait_healthy(service)
     stack.wait_ready()

@@ -165,18 +165,23 @@ class Stack:
 
     @contextlib.contextmanager
     def health_watch(self, services: tuple[str, ...]) -> Iterator[dict[str, float]]:
-        """Wall-clock (epoch) seconds at which each service was first seen healthy (polled every
-        0.25 s while the block runs; containers that do not exist yet are skipped)."""
+        """Wall-clock (epoch) seconds at which each service was first seen healthy, and ``readyz``
+        when /readyz first answered 200 through the published port (polled every 0.25 s while the
+        block runs; containers that do not exist yet are skipped)."""
         seen: dict[str, float] = {}
         stop = threading.Event()
 
         def loop() -> None:
-            while not stop.is_set() and len(seen) < len(services):
+            while not stop.is_set() and len(seen) < len(services) + 1:
                 for service in services:
                     if service not in seen:
                         with contextlib.suppress(AssertionError):
                             if self.health(service) == "healthy":
                                 seen[service] = time.time()
+                if "readyz" not in seen:  # the service ready through the published port
+                    with contextlib.suppress(httpx.HTTPError):
+                        if httpx.get(self.base + "/readyz", timeout=1).status_code == 200:
+                            seen["readyz"] = time.time()
                 time.sleep(0.25)
 
         thread = threading.Thread(target=loop, daemon=True)
