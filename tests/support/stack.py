@@ -212,7 +212,10 @@ class Stack:
         raise AssertionError(f"/readyz not 200 after {timeout} s")
 
     def logs(self, service: str) -> str:
-        return run("podman", "logs", self.container(service), timeout=60, check=False)
+        """The container's output, stdout and stderr (the service logs JSON lines to stderr)."""
+        proc = subprocess.run(["podman", "logs", self.container(service)], capture_output=True, text=True,
+                              timeout=60, check=False)
+        return proc.stdout + proc.stderr
 
     def psql(self, sql: str) -> str:
         return self.compose(
