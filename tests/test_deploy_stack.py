@@ -467,9 +467,10 @@ def test_replicas_rolling_restart_under_load(replicas: st.Stack, drill_client: L
     refused = [c for c in calls if c.refused]
     bad = [c for c in calls if c.status != 200 and not c.refused]
     during = [c for c in calls if began <= c.started <= began + took]
-    per = {r: sum(c.replica == r for c in during) for r in ("a", "b")}
+    per = {r: sum((c.replica or "").startswith(r) for c in during) for r in ("a", "b")}
+    failed_open = sum((c.replica or "").endswith("-open") for c in calls)
     st.record("rolling_restart", {"calls": len(calls), "calls_during_restart": len(during), "failed": len(bad),
-                                  "refused_at_published_port": len(refused),
+                                  "refused_at_published_port": len(refused), "served_failing_open": failed_open,
                                   "per_replica_during_restart": per, "restart_both_s": round(took, 1)})
     assert "cds-b restarted and back in the proxy" in out
     assert len(during) > 50
