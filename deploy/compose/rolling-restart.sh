@@ -27,7 +27,11 @@ field() {  # a column of `show stat` for backend server $1: 5 = current sessions
 wait_for() {  # wait_for SECONDS COMMAND...: until the command succeeds
   local deadline=$((SECONDS + $1)); shift
   until "$@"; do
-    [ "$SECONDS" -lt "$deadline" ] || { echo "rolling-restart: timed out waiting for: $*" >&2; return 1; }
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "rolling-restart: timed out waiting for: $*" >&2
+      haproxy "show servers state replicas" >&2 || true
+      return 1
+    fi
     sleep 0.5
   done
 }
