@@ -11,6 +11,7 @@ from cds_service.clinical.moments import CHART
 from cds_service.clinical.record_model import PatientRecord
 from cds_service.clinical.rules.base import EMG, UMN, Basis, Hit, RuleContext, Suggest, fmt_date, rule
 from cds_service.clinical.rules.safety import (
+    exam_lines,
     first_tier_open,
     not_benign,
     pregnant,
@@ -33,6 +34,8 @@ NOT_PROGRESSING = re.compile(
 ALS_FEAR = re.compile(r"\bALS\b|motor neuron|lou gehrig", re.I)
 LEGS = re.compile(r"\b(leg|legs|calf|calves|thigh|foot|feet|lower (limb|extremit\w*)|claudication)\b", re.I)
 NOT_YET_BENIGN = ("R04", "R05b", "R05d", "R05e", "R05f", "R06", "R07", "R08", "R17", "R18", "R21", "R22")
+# Issue 19: reflex loss, flagged first-tier results, a structural lesion or root compression.
+NOT_YET_BENIGN_SEEDS = ("R23", "R24", "R25", "R26")
 CAUSE_CLASSES = ("diuretics", "corticosteroids_systemic", "estrogens", "penicillins")
 
 
@@ -115,7 +118,7 @@ def r06_emg_indicated(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     "an explaining diagnosis (MND/ALS, SMA, myopathy, dystrophy, neuropathy, radiculopathy, thyrotoxicosis, ...), "
     "any weakness, atrophy, UMN, bulbar or reflex finding, a first-tier test missing or pending, an EMG report "
     "not classified normal, age under 18, or a card that leaves the work-up open (R04, R05b, R05d-f, R06-R08, "
-    "R17, R18, R21, R22)",
+    "R17, R18, R21-R26); the card states whether a structured exam was found",
     rank=190,
     suppressed_by=("R01", "R02", "R03"),
     yields_to_critical=True,
@@ -127,7 +130,7 @@ def r11_therapy(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         return None
     # An open question in the work-up (abnormal result, EMG indicated or pending, PAD, sensory signs,
     # abnormal EMG, child) comes before a drug: no positive evidence of a benign picture yet.
-    if any(r in ctx.fired for r in NOT_YET_BENIGN):
+    if any(r in ctx.fired for r in NOT_YET_BENIGN + NOT_YET_BENIGN_SEEDS):
         return None
     dated = [f.when for f in ctx.triggers if f.when is not None]
     if not dated or min(dated) > ctx.now - timedelta(days=28):
@@ -140,6 +143,7 @@ def r11_therapy(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         kind = "therapy-carbamazepine-first" if cramps else "therapy-gabapentin-first"
     hit = Hit("R11", kind, "info", [Basis.of(f) for f in ctx.triggers + pregnancy])
     hit.values["since"] = fmt_date(min(dated))
+    hit.lines += exam_lines(rec)[1]  # issue 19 s.2: no "normal exam" from silence
     return hit
 
 
@@ -348,13 +352,23 @@ def r18_sensory(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         ),
         (S002, "Fasciculations persist in 93-98% of patients over time"),
         (S004, "There is usually no treatment necessary"),
+        (
+            S000,
+            "Perform a complete neurological examination focusing on muscle bulk, strength testing (MRC grading), "
+            "deep tendon reflexes, and plantar responses—all should be normal in BFS",
+        ),
+        (S002, "The cornerstone of treatment is patient education and reassurance"),
     ),
     suppressed_when="any critical or warning card; lab gaps (R04); an abnormal result (R05); EMG indicated, "
     "pending or myositis screen (R06-R08); PAD suspected (R17); sensory symptoms (R18); an abnormal or "
-    "unclassifiable EMG (R21); an explaining diagnosis, deficit, or age under 18",
+    "unclassifiable EMG (R21); reflex loss (R23), a flagged first-tier result (R24), a structural brainstem/cord "
+    "lesion (R25) or root compression (R26); an explaining diagnosis, deficit, or age under 18. The card states "
+    "whether a structured exam (bulk, MRC strength, reflexes, plantar responses) was found; without one it is "
+    "conditional on a normal examination",
     rank=300,
     suppressed_by=(
         "R04", "R05b", "R05d", "R05e", "R05f", "R05i", "R06", "R07", "R08", "R17", "R18", "R21", "R22",
+        *NOT_YET_BENIGN_SEEDS,
     ),
     yields_to_critical=True,
 )
@@ -374,4 +388,8 @@ def r20_reassurance(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         hit = Hit("R20", "reassurance-pending", "info", [Basis.of(f) for f in ctx.triggers])
         hit.values["pending"] = ", ".join(TEST_LABEL[t] for t, _ in open_tests)
         return hit
-    return Hit("R20", "reassurance", "info", [Basis.of(f) for f in ctx.triggers])
+    hit = Hit("R20", "reassurance", "info", [Basis.of(f) for f in ctx.triggers])
+    complete, lines = exam_lines(rec)
+    hit.values["if_exam"] = " (structured exam normal)" if complete else " if the exam is normal"
+    hit.lines += lines
+    return hit
