@@ -66,6 +66,11 @@ TEXT_PATTERNS: dict[str, list[str]] = {
     "post_facial_palsy": [r"post-?paralytic (facial )?contracture", r"(after|post|following) bell'?s palsy",
                           r"facial (nerve )?synkinesis"],
     "envenomation_overdose": [r"envenom", r"snake ?bite", r"scorpion", r"black widow", r"overdose"],
+    "neuromyotonia_association": [
+        r"charcot[- ]marie[- ]tooth", r"hereditary motor and sensory neuropathy", r"\bCIDP\b",
+        r"chronic inflammatory demyelinating", r"toxic (poly)?neuropathy", r"myasthenia",
+        r"malignan", r"\bcancer\b", r"carcinoma", r"lymphoma", r"thymoma",
+    ],
     "reflex_exam": [r"\breflex(es)?\b", r"tendon (jerk|reflex)", r"\bDTRs?\b", r"(knee|ankle|biceps|triceps|supinator) jerk"],
     "plantar_exam": [r"plantar (response|reflex)"],
     "bulk_exam": [r"muscle (bulk|mass|volume)", r"^bulk\b"],
@@ -194,6 +199,12 @@ EXTRA_CONCEPTS: dict[str, dict[str, Any]] = {
         "codings": [],
         "icd10cm_prefixes": ["T63.0", "T63.2", "T63.3", "T63.4", "T44.3"],
         "source": "seed 003 (rattlesnake, scorpion, black widow spider and stinging insect bites; overdose of anticholinergics); seed 004 (drug overdose); ICD-10-CM tabular T63.0 snake venom, T63.2 scorpion, T63.3 spider, T63.4 other arthropods, T44.3 anticholinergic poisoning",
+    },
+    "neuromyotonia_association": {
+        "label": "Condition associated with neuromyotonia: hereditary/CIDP/toxic neuropathy, malignancy, myasthenia (matching only)",
+        "codings": [],
+        "icd10cm_prefixes": ["G60.0", "G61.81", "G62.2", "G70.0", *[f"C{n:02d}" for n in range(97)]],
+        "source": "seed 003 (Isaacs syndrome in hereditary motor and sensory neuropathies, CIDP, toxic neuropathies, with malignant neoplasm, with myasthenia); ICD-10-CM tabular G60.0 Hereditary motor and sensory neuropathy, G61.81 CIDP, G62.2 Polyneuropathy due to other toxic agents, G70.0- Myasthenia gravis, C00-C96 malignant neoplasms",
     },
     "reflex_exam": {
         "label": "Reflex examination (flowsheet, matched by text)",

@@ -997,6 +997,33 @@ def add_issue19(add: Callable[[P, Callable[[P], object]], None]) -> None:
         P("sc1-hemifacial-spasm", 55),
         lambda p: p.condition(ICD, "G51.4", "Facial myokymia", 30).condition(ICD, "G51.3", "Clonic hemifacial spasm", 400),
     )
+    add(
+        P("sc1-neuromyotonia-myasthenia", 50),
+        lambda p: p.condition(ICD, "G71.19", "Other specified myotonic disorders", 120, text="Neuromyotonia (Isaacs syndrome)")
+        .condition(ICD, "G70.00", "Myasthenia gravis without (acute) exacerbation", 900)
+        .full_workup(40),
+    )
+    add(
+        P("sc1-neuromyotonia-alone", 50),
+        lambda p: p.condition(ICD, "G71.19", "Other specified myotonic disorders", 120, text="Neuromyotonia (Isaacs syndrome)").full_workup(40),
+    )
+    add(P("sc1-envenomation", 38, "male"), lambda p: p.fasciculation(20).condition(ICD, "T63.001A", "Toxic effect of unspecified snake venom, accidental (unintentional), initial encounter", 21).full_workup(10))
+    add(P("sc1-myalgia-labs", 42), lambda p: p.fasciculation(90).condition(ICD, "M79.10", "Myalgia, unspecified site", 60).full_workup(40))
+    add(
+        P("sc1-myalgia-carbamazepine", 42),
+        lambda p: (
+            p.fasciculation(90)
+            .condition(ICD, "M79.10", "Myalgia, unspecified site", 60, text="Muscle aching and stiffness, poor exercise tolerance")
+            .full_workup(40)
+            .ck(120, 40)
+            .lab("2284-8", "Folate [Mass/volume] in Serum or Plasma", 9.0, "ng/mL", 40, low=3.0)
+            .lab("2641-9", "Pyridoxal phosphate [Moles/volume] in Serum or Plasma", 45, "nmol/L", 40, low=20, high=125)
+        ),
+    )
+    add(
+        P("sc1-myalgia-calves-pad", 63, "male"),
+        lambda p: p.fasciculation(30).condition(ICD, "I10", "Essential (primary) hypertension", 2000).condition(ICD, "M79.10", "Myalgia, unspecified site", 20, text="Myalgia of both calves"),
+    )
     # 2. No "normal exam" from silence
     add(P("sc2-exam-normal", 35), lambda p: p.fasciculation(90).full_workup(40).normal_exam(10).exam("Fasciculations seen", "Present", 10, site="Left calf"))
     add(P("sc2-exam-partial", 35), lambda p: p.fasciculation(90).full_workup(40).mrc("MRC muscle strength, all groups", 5, 10).exam("Deep tendon reflexes", "2+", 10))

@@ -211,3 +211,64 @@ def r26_root_compression(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     hit = Hit("R26", "root-compression", "info", [Basis.of(f) for f in unique])
     hit.values["what"] = ", ".join(sorted({f.label for f in unique}))
     return hit
+
+
+@rule(
+    "R27",
+    "Neuromyotonia: look for its associations",
+    CHART,
+    "neuromyotonia (Isaacs syndrome) on record: an info card listing the associations seed 003 names "
+    "(hereditary motor and sensory neuropathy, CIDP, toxic neuropathy, malignancy, myasthenia), with any "
+    "of them already on record",
+    (
+        (
+            S003,
+            "Isaacs syndrome is sometimes observed in hereditary motor and sensory neuropathies, in CIDP, toxic "
+            "neuropathies and neuropathies of unknown origin, in combination with malignant neoplasm without "
+            "neuropathy, in combination with myasthenia",
+        ),
+    ),
+    rank=169,
+)
+def r27_neuromyotonia(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
+    found = rec.has("neuromyotonia")
+    if not found:
+        return None
+    hit = Hit("R27", "neuromyotonia-associations", "info", [Basis.of(f) for f in found])
+    associated = rec.has("neuromyotonia_association", "peripheral_neuropathy")
+    if associated:
+        hit.lines.append("On record: " + ", ".join(sorted({f.label for f in associated})) + ".")
+        hit.basis += [Basis.of(f) for f in associated]
+    else:
+        hit.lines.append("None of these is on record.")
+    return hit
+
+
+@rule(
+    "R28",
+    "Drug overdose or envenomation",
+    CHART,
+    "an active drug overdose, anticholinergic poisoning or envenomation (snake, scorpion, spider, other "
+    "arthropod; ICD-10-CM T63.0, T63.2-T63.4, T44.3, or by text)",
+    (
+        (
+            S003,
+            "Rattlesnake, scorpion, black widow spider and some stinging insect bites can cause cramps, myalgias "
+            "and fasciculations",
+        ),
+        (
+            S003,
+            "Iatrogenic fasciculations have been described with the use of penicillin and overdose of "
+            "anticholinergics",
+        ),
+        (S004, "Drug overdose"),
+    ),
+    rank=162,
+)
+def r28_toxic(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
+    found = rec.has("envenomation_overdose")
+    if not found:
+        return None
+    hit = Hit("R28", "toxic-cause", "info", [Basis.of(f) for f in found])
+    hit.values["what"] = ", ".join(sorted({f.label for f in found}))
+    return hit
