@@ -236,6 +236,10 @@ EXTRA_CONCEPTS: dict[str, dict[str, Any]] = {
 # Result codes the catalogue lacks, matched but never emitted (confidence low): pyridoxal
 # 5'-phosphate results, which is how most labs report vitamin B6 status (issue 11 section 5).
 EXTRA_CODINGS: dict[str, list[dict[str, str]]] = {
+    # Issue 19: the CBC component the catalogue lacks, read by R24 for its flag (matching only).
+    "cbc": [
+        {"system": "http://loinc.org", "code": "787-2", "display": "MCV [Entitic volume] by Automated count (matching only)", "confidence": "low"},
+    ],
     "vitamin_b6": [
         {"system": "http://loinc.org", "code": "2641-9", "display": "Pyridoxal phosphate (vitamin B6 status; matching only)", "confidence": "low"},
         {"system": "http://loinc.org", "code": "62236-5", "display": "Pyridoxal phosphate (vitamin B6 status; matching only)", "confidence": "low"},

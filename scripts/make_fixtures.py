@@ -969,7 +969,12 @@ def add_issue19(add: Callable[[P, Callable[[P], object]], None]) -> None:
     )
     add(
         P("sc1-hb-low", 45),
-        lambda p: p.fasciculation(90).full_workup(40).lab("718-7", "Hemoglobin [Mass/volume] in Blood", 8.1, "g/dL", 5, "LL", low=12.0, high=15.5),
+        lambda p: (
+            p.fasciculation(90)
+            .full_workup(40)
+            .lab("718-7", "Hemoglobin [Mass/volume] in Blood", 8.1, "g/dL", 5, "LL", low=12.0, high=15.5)
+            .lab("787-2", "MCV [Entitic volume] by Automated count", 108, "fL", 5, "H", low=80, high=100)
+        ),
     )
     add(
         P("sc1-folate-low", 45),

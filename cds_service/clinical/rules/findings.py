@@ -24,7 +24,16 @@ REFLEX_LOSS = ("areflexia", "hyporeflexia", "hypotonia")
 OLDER_AGE = 75  # reduced ankle reflexes are common from about this age
 # First-tier results read for flags (issue 19 s.1): what is ordered is also read. Low K, Mg and Ca
 # belong to R05g (warning); B12, TSH, CK, SPEP, HbA1c and diabetic-range glucose have their own rules.
-FLAG_READ = ("cbc", "cmp", "fasting_glucose", "folate", "vitamin_b6", "potassium", "magnesium_serum", "calcium")
+FLAG_READ = (
+    "cbc",
+    "cmp",
+    "fasting_glucose",
+    "folate",
+    "vitamin_b6",
+    "potassium",
+    "magnesium_serum",
+    "calcium",
+)
 R05G_CONCEPTS = frozenset({"potassium", "magnesium_serum", "calcium"})
 R05G_CODES = frozenset({"2823-3", "6298-4", "19123-9", "2601-3", "17861-6", "2000-8"})  # K, Mg, Ca results
 ROOT = ("root_compression", "radiculopathy", "spinal_stenosis")
@@ -71,7 +80,9 @@ def r23_reflex_loss(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         return None
     neuropathy = rec.has("peripheral_neuropathy")
     older = rec.age is not None and rec.age >= OLDER_AGE
-    hit = Hit("R23", "reflex-loss", "info" if neuropathy or older else "warning", [Basis.of(f) for f in found])
+    hit = Hit(
+        "R23", "reflex-loss", "info" if neuropathy or older else "warning", [Basis.of(f) for f in found]
+    )
     hit.basis += [Basis.of(f) for f in neuropathy]
     if neuropathy:
         hit.lines.append("Known polyneuropathy on record: reduced reflexes may belong to it.")
@@ -141,7 +152,9 @@ def r24_flagged_results(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
             seen.add(key)
             if not flagged(r):
                 continue
-            low = bool(r.interpretation & LOW) or (r.low is not None and r.value is not None and r.value < r.low)
+            low = bool(r.interpretation & LOW) or (
+                r.low is not None and r.value is not None and r.value < r.low
+            )
             if (concept in R05G_CONCEPTS or r.code in R05G_CODES) and low:
                 continue  # R05g's warning shows low electrolytes
             if concept == "fasting_glucose" and "R05e" in ctx.fired and not low:
