@@ -967,6 +967,7 @@ def add_issue19(add: Callable[[P, Callable[[P], object]], None]) -> None:
         P("sc1-hyporeflexia-polyneuropathy", 58),
         lambda p: p.fasciculation(90).condition(ICD, "G62.9", "Polyneuropathy, unspecified", 700).finding("405946002", "Hyporeflexia", 10).full_workup(40),
     )
+    add(P("sc1-hypotonia-text", 39), lambda p: p.fasciculation(90).local_condition("Hypotonia of both legs", 20).full_workup(40))
     add(
         P("sc1-hb-low", 45),
         lambda p: (
