@@ -94,6 +94,9 @@ class Registry:
         # Human-readable pages a topic publishes (evidence behind its cards), served as
         # GET /evidence/{name}; the function gets the base URL and returns HTML.
         self.pages: dict[str, Callable[[str], str]] = {}
+        # Patient education pages (issue 19), served as GET /education/{name} under a strict CSP:
+        # self-contained HTML (inline style only, no scripts or external resources).
+        self.education: dict[str, Callable[[str], str]] = {}
 
     def add(self, service: ServiceDefinition) -> None:
         key = (service.id, service.hook)

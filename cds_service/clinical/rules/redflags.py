@@ -269,6 +269,14 @@ def r02b_facial_myokymia(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     if not facial:
         return None
     hit = Hit("R02b", "facial-myokymia", "warning", [Basis.of(f) for f in facial])
+    other = rec.has("hemifacial_spasm", "post_facial_palsy")
+    if other:
+        # Seed 003 names these as the differentials of facial myokymia (issue 19).
+        hit.lines.append(
+            "Also on record: " + ", ".join(sorted({f.label for f in other}))
+            + ": check whether the twitching belongs to it before attributing it to the brainstem."
+        )
+        hit.basis += [Basis.of(f) for f in other]
     pending = [o for o in rec.orders if "mri_brain" in o.concepts and (o.pending or o.done)]
     if pending:
         hit.lines.append(

@@ -95,8 +95,8 @@ def test_status(rec: PatientRecord, ctx: RuleContext, test: str) -> tuple[str, o
     "First-tier laboratory gaps",
     CHART,
     "fasciculation and one or more first-tier tests neither resulted within its look-back window nor pending: "
-    "HbA1c or fasting glucose, CBC, CMP, B12, TSH, SPEP, magnesium; plus CK, folate and B6 when weakness is "
-    "recorded",
+    "HbA1c or fasting glucose, CBC, CMP, B12, TSH, SPEP, magnesium; plus CK, folate and B6 when weakness or "
+    "myalgia, achiness, stiffness or exercise intolerance is recorded",
     (
         (
             S000,
@@ -123,7 +123,7 @@ def r04_lab_gaps(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         return _established_mnd(rec, mnd)
     child = rec.age is not None and rec.age < 18
     tests = [t for t in (*CORE, *ALWAYS) if not (child and t in ("spep", "diabetes_screen"))]
-    if rec.has("muscle_weakness"):
+    if rec.has("muscle_weakness", "myalgia_stiffness"):  # weakness or myalgia/achiness (KM R04; issue 19)
         tests += list(EXTENDED)
     hit = Hit("R04", "lab-gaps", "info")
     missing = []
