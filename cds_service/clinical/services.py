@@ -38,7 +38,7 @@ from cds_service.settings import Settings
 __all__ = ["RECORD_TYPES", "SERVICE_ID", "SERVICE_IDS", "WorkupService", "prefetch_templates", "register"]
 
 SERVICE_ID = "fasciculation-workup"  # patient-view; the id every release so far published
-SERVICE_IDS: dict[Hook, str] = {
+SERVICE_IDS: dict[str, str] = {  # Hook members are str: looked up by either
     Hook.PATIENT_VIEW: SERVICE_ID,
     Hook.ORDER_SELECT: "fasciculation-order-select",
     Hook.ORDER_SIGN: "fasciculation-order-sign",
