@@ -129,6 +129,28 @@ EXTRA_CONCEPTS: dict[str, dict[str, Any]] = {
         "icd10cm_prefixes": ["M79.604", "M79.605", "M79.606", "M79.65", "M79.66", "M79.67", "R26.2"],
         "source": "ICD-10-CM tabular: M79.604-M79.606 pain in leg, M79.65- thigh, M79.66- lower leg, M79.67- foot; R26.2 difficulty in walking; seed 001 (leg symptoms during walking)",
     },
+    # Issue 17 section 2: the PHQ-2 depression screen counts as a depression screen (R12); its
+    # 0-6 score is never read against the PHQ-9 threshold of 10.
+    "phq2": {
+        "label": "PHQ-2 depression screen (matching only)",
+        "category": "lab",
+        "codings": [
+            {"system": "http://loinc.org", "code": "55757-9", "display": "Patient Health Questionnaire 2 item (PHQ-2) [Reported]", "confidence": "low"},
+            {"system": "http://loinc.org", "code": "55758-7", "display": "Patient Health Questionnaire 2 item (PHQ-2) total score [Reported]", "confidence": "low"},
+        ],
+        "icd10cm_prefixes": [],
+        "source": "issue 17 section 2 (PHQ-2 55757-9); LOINC PHQ-2 panel 55757-9 and total 55758-7",
+    },
+    # Issue 17 section 2: a known, long-standing cause of upper-motor-neuron signs (R01).
+    "cerebral_palsy": {
+        "label": "Cerebral palsy (matching only)",
+        "category": "context",
+        "codings": [
+            {"system": "http://snomed.info/sct", "code": "128188000", "display": "Cerebral palsy", "confidence": "low"},
+        ],
+        "icd10cm_prefixes": ["G80"],
+        "source": "ICD-10-CM tabular G80 Cerebral palsy; SNOMED CT 128188000 Cerebral palsy (disorder)",
+    },
     "acute_msk_spasm": {
         "label": "Acute painful musculoskeletal condition with spasm (cyclobenzaprine indication)",
         "codings": [],
@@ -141,6 +163,32 @@ EXTRA_CONCEPTS: dict[str, dict[str, Any]] = {
 # Result codes the catalogue lacks, matched but never emitted (confidence low): pyridoxal
 # 5'-phosphate results, which is how most labs report vitamin B6 status (issue 11 section 5).
 EXTRA_CODINGS: dict[str, list[dict[str, str]]] = {
+    # Issue 17 section 2: metabolic panels as Synthea and other generators code them, with
+    # whole-blood (and bicarbonate) LOINC variants of the CMP/BMP components. Matching only (low):
+    # the panel is still ordered as 24323-8. Codes as in Synthea's own BMP test (glucose 2339-0,
+    # urea nitrogen 6299-2, creatinine 38483-4, calcium 49765-1, sodium 2947-0, potassium 6298-4,
+    # chloride 2069-3, CO2 20565-8) and LOINC's bicarbonate in serum/plasma 1963-8.
+    "cmp": [
+        {"system": "http://loinc.org", "code": code, "display": f"{name} (CMP/BMP component; matching only)", "confidence": "low"}
+        for code, name in (
+            ("2947-0", "Sodium [Moles/volume] in Blood"),
+            ("2069-3", "Chloride [Moles/volume] in Blood"),
+            ("38483-4", "Creatinine [Mass/volume] in Blood"),
+            ("2339-0", "Glucose [Mass/volume] in Blood"),
+            ("2345-7", "Glucose [Mass/volume] in Serum or Plasma"),
+            ("6299-2", "Urea nitrogen [Mass/volume] in Blood"),
+            ("49765-1", "Calcium [Mass/volume] in Blood"),
+            ("20565-8", "Carbon dioxide, total [Moles/volume] in Blood"),
+            ("1963-8", "Bicarbonate [Moles/volume] in Serum or Plasma"),
+        )
+    ],
+    "calcium": [
+        {"system": "http://loinc.org", "code": "49765-1", "display": "Calcium [Mass/volume] in Blood (matching only)", "confidence": "low"},
+    ],
+    # PHQ-A / PHQ-9 modified for teens, total score (as Synthea records adolescent screening).
+    "phq9_total": [
+        {"system": "http://loinc.org", "code": "89204-2", "display": "PHQ-9 modified for teens (PHQ-A) total score (matching only)", "confidence": "low"},
+    ],
     "vitamin_b6": [
         {"system": "http://loinc.org", "code": "2641-9", "display": "Pyridoxal phosphate (vitamin B6 status; matching only)", "confidence": "low"},
         {"system": "http://loinc.org", "code": "62236-5", "display": "Pyridoxal phosphate (vitamin B6 status; matching only)", "confidence": "low"},
@@ -165,6 +213,9 @@ VALUE_SETS: dict[str, list[str]] = {
         "neuromyotonia",
     ],
     "established_mnd": ["als", "motor_neuron_disease", "spinal_muscular_atrophy"],
+    # Issue 17 section 2: known causes of long-standing upper-motor-neuron signs; such signs are
+    # not a new red flag (R01 asks to examine for new signs instead).
+    "explains_umn": ["cerebral_palsy", "stroke_history", "multiple_sclerosis"],
 }
 
 

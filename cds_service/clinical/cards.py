@@ -273,7 +273,13 @@ class Renderer:
                 ),
                 *(Link(label=link["label"], url=link["url"], type="absolute") for link in kind.links),
             ],
-            extension={CARD_EXTENSION: {"rule": hit.rule, "card": kind.id}},
+            extension={
+                CARD_EXTENSION: {
+                    "rule": hit.rule,
+                    "card": kind.id,
+                    **({"snoozed": list(hit.snoozed)} if hit.snoozed else {}),
+                }
+            },
         )
 
     def _detail(self, kind: CardKind, hit: Hit, values: dict[str, str], rc: RenderContext) -> str:

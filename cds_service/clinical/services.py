@@ -146,12 +146,13 @@ class WorkupService:
             selections=selections,
             missing=[f"{k} ({call.data.keys[k].problem})" for k in call.data.missing],
             base_url=call.base_url,
+            snoozes=call.snoozes,
         )
 
     async def handle(self, call: HookCall) -> HandlerResult:
         """Every hook of the topic: the same pipeline, the moment decides which rules speak."""
         assessment = self.topic.assess(self.by_type(call), self.situation(call))
-        return HandlerResult(assessment.response(), assessment.records())
+        return HandlerResult(assessment.response(), assessment.records(), assessment.snoozed)
 
     # ------------------------------------------------------------------ evidence pages
 

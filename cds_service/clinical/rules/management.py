@@ -34,6 +34,7 @@ ALS_FEAR = re.compile(r"\bALS\b|motor neuron|lou gehrig", re.I)
 LEGS = re.compile(r"\b(leg|legs|calf|calves|thigh|foot|feet|lower (limb|extremit\w*)|claudication)\b", re.I)
 NOT_YET_BENIGN = ("R04", "R05b", "R05d", "R05e", "R05f", "R06", "R07", "R08", "R17", "R18", "R21", "R22")
 CAUSE_CLASSES = ("diuretics", "corticosteroids_systemic", "estrogens", "penicillins")
+CURRENT_MEDICATION_DAYS = 365  # a prescription, statement or dispense this recent makes a drug current
 
 
 def _progressive(text: str) -> bool:
@@ -119,6 +120,7 @@ def r06_emg_indicated(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     rank=190,
     suppressed_by=("R01", "R02", "R03"),
     yields_to_critical=True,
+    generic=True,
 )
 def r11_therapy(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     if _red_flag(ctx) or any(h.indicator == "warning" for h in ctx.fired.values()):
@@ -147,7 +149,8 @@ def r11_therapy(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     "R12",
     "Anxiety and depression screening missing",
     CHART,
-    "no GAD-7 or no PHQ-9 total score within 180 days (each suggested separately); not under age 12",
+    "no GAD-7 or no depression screen (PHQ-9 total, PHQ-A/teen PHQ-9 or PHQ-2) within 180 days (each "
+    "suggested separately); not under age 12",
     (
         (
             S000,
@@ -161,6 +164,7 @@ def r11_therapy(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         ),
     ),
     rank=200,
+    generic=True,
 )
 def r12_screening(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     if rec.age is not None and rec.age < 12:
@@ -168,9 +172,13 @@ def r12_screening(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     hit = Hit("R12", "screening-missing", "info")
     names = []
     for concept, code, name in (("gad7_total", "69737-5", "GAD-7"), ("phq9_total", "44249-1", "PHQ-9")):
-        if ctx.done(rec, concept) is None and rec.lab_pending(concept) is None:
-            hit.suggest.append(Suggest(concept, "routine", code=code, label=f"{name} questionnaire"))
-            names.append(name)
+        # A PHQ-2 (55757-9/55758-7) or a PHQ-A (teen PHQ-9, 89204-2, matched as phq9_total) is a
+        # depression screen too (issue 17 section 2).
+        alternatives = ("phq2",) if concept == "phq9_total" else ()
+        if any(ctx.done(rec, c) is not None or rec.lab_pending(c) is not None for c in (concept, *alternatives)):
+            continue
+        hit.suggest.append(Suggest(concept, "routine", code=code, label=f"{name} questionnaire"))
+        names.append(name)
     if not names:
         return None
     hit.values["which"] = " and ".join(names)
@@ -182,7 +190,8 @@ def r12_screening(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     "Possible medication-induced fasciculations",
     CHART,
     "an active diuretic, systemic corticosteroid, estrogen or penicillin; warning instead of info when R05g found "
-    "low electrolytes",
+    "low electrolytes; a drug with no prescription, statement or dispense in 365 days is shown as 'recorded "
+    "active since <year>, confirm it is current'",
     (
         (S004, "Drug side effect (such as diuretics, corticosteroids and estrogens)"),
         (
@@ -207,6 +216,18 @@ def r13_drug_causes(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     indicator = "warning" if "R05g" in ctx.fired else "info"
     hit = Hit("R13", "drug-causes", indicator, [Basis.of(m) for m in meds])
     hit.values["drugs"] = ", ".join(sorted({m.label for m in meds}))
+    for m in meds:
+        # "Active" alone is not "current": generators and old systems leave prescriptions from
+        # decades ago active (issue 17 section 2). Recency = prescription date, statement date or
+        # the latest dispense of the drug.
+        seen = [d for d in (m.since, m.asserted, *(rec.dispensed.get(c) for c in m.concepts)) if d is not None]
+        if seen and max(seen) >= ctx.now - timedelta(days=CURRENT_MEDICATION_DAYS):
+            continue
+        since = f"since {m.since.year}" if m.since is not None else "with no date"
+        hit.lines.append(
+            f"{m.label}: recorded active {since}, confirm it is current (no prescription, statement or "
+            f"dispense in the last {CURRENT_MEDICATION_DAYS} days)."
+        )
     return hit
 
 
@@ -222,6 +243,7 @@ def r13_drug_causes(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     suppressed_when="R01, R02 or R03 fired",
     rank=220,
     suppressed_by=("R01", "R02", "R03"),
+    generic=True,
 )
 def r14_follow_up(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     if _red_flag(ctx) or rec.future_visits:
@@ -357,6 +379,7 @@ def r18_sensory(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         "R04", "R05b", "R05d", "R05e", "R05f", "R05i", "R06", "R07", "R08", "R17", "R18", "R21", "R22",
     ),
     yields_to_critical=True,
+    generic=True,
 )
 def r20_reassurance(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     if any(h.indicator != "info" for h in ctx.fired.values()):
