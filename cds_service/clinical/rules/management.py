@@ -259,16 +259,11 @@ def r14_follow_up(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         "magnesium_serum",
         "ck",
     )
-    recent = [
-        r
-        for c in first_tier
-        for r in rec.labs.get(c, ())
-        if r.when and r.when >= ctx.now - timedelta(days=30)
-    ]
+    # "Within 30 days" by calendar day: a result from 30 days ago counts whatever the time of day.
+    since = (ctx.now - timedelta(days=30)).date()
+    recent = [r for c in first_tier for r in rec.labs.get(c, ()) if r.when and r.when.date() >= since]
     recent_orders = [
-        o
-        for o in rec.orders
-        if o.concepts & set(first_tier) and o.when and o.when >= ctx.now - timedelta(days=30)
+        o for o in rec.orders if o.concepts & set(first_tier) and o.when and o.when.date() >= since
     ]
     if not recent and not recent_orders:
         return None
