@@ -163,23 +163,20 @@ EXTRA_CONCEPTS: dict[str, dict[str, Any]] = {
 # Result codes the catalogue lacks, matched but never emitted (confidence low): pyridoxal
 # 5'-phosphate results, which is how most labs report vitamin B6 status (issue 11 section 5).
 EXTRA_CODINGS: dict[str, list[dict[str, str]]] = {
-    # Issue 17 section 2: metabolic panels as Synthea and other generators code them, with
-    # whole-blood (and bicarbonate) LOINC variants of the CMP/BMP components. Matching only (low):
-    # the panel is still ordered as 24323-8. Codes as in Synthea's own BMP test (glucose 2339-0,
-    # urea nitrogen 6299-2, creatinine 38483-4, calcium 49765-1, sodium 2947-0, potassium 6298-4,
-    # chloride 2069-3, CO2 20565-8) and LOINC's bicarbonate in serum/plasma 1963-8.
+    # Issue 17 section 2: metabolic panels as Synthea codes them, with whole-blood LOINC variants
+    # of the components the CMP definition counts (sodium, creatinine, glucose, calcium; potassium
+    # 6298-4 is already in the catalogue). Matching only (low): the panel is still ordered as
+    # 24323-8. Codes as in Synthea's own BMP test (glucose 2339-0, creatinine 38483-4, calcium
+    # 49765-1, sodium 2947-0). Components the definition does not count (chloride, CO2, urea,
+    # bicarbonate) are left out on purpose: every lab code lengthens the one Observation search,
+    # which must stay under 2,000 characters; a panel DiagnosticReport counts through its results.
     "cmp": [
         {"system": "http://loinc.org", "code": code, "display": f"{name} (CMP/BMP component; matching only)", "confidence": "low"}
         for code, name in (
             ("2947-0", "Sodium [Moles/volume] in Blood"),
-            ("2069-3", "Chloride [Moles/volume] in Blood"),
             ("38483-4", "Creatinine [Mass/volume] in Blood"),
             ("2339-0", "Glucose [Mass/volume] in Blood"),
-            ("2345-7", "Glucose [Mass/volume] in Serum or Plasma"),
-            ("6299-2", "Urea nitrogen [Mass/volume] in Blood"),
             ("49765-1", "Calcium [Mass/volume] in Blood"),
-            ("20565-8", "Carbon dioxide, total [Moles/volume] in Blood"),
-            ("1963-8", "Bicarbonate [Moles/volume] in Serum or Plasma"),
         )
     ],
     "calcium": [

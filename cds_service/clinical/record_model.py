@@ -69,7 +69,7 @@ class Order:
     interpretation: frozenset[str] = frozenset()
     conclusion_concepts: frozenset[str] = frozenset()  # concepts of DiagnosticReport.conclusionCode
     # DiagnosticReport.result references ("Observation/<id>"): a panel report counts as done only
-    # when the results it lists are in the record (issue 17 section 2).
+    # when its results are filed (issue 17 section 2).
     results: tuple[str, ...] = ()
 
 

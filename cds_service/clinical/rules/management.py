@@ -220,7 +220,9 @@ def r13_drug_causes(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         # "Active" alone is not "current": generators and old systems leave prescriptions from
         # decades ago active (issue 17 section 2). Recency = prescription date, statement date or
         # the latest dispense of the drug.
-        seen = [d for d in (m.since, m.asserted, *(rec.dispensed.get(c) for c in m.concepts)) if d is not None]
+        same_drug = [o for o in meds if o.concepts & m.concepts]  # a renewal counts for the old one
+        dates = [d for o in same_drug for d in (o.since, o.asserted)]
+        seen = [d for d in (*dates, *(rec.dispensed.get(c) for c in m.concepts)) if d is not None]
         if seen and max(seen) >= ctx.now - timedelta(days=CURRENT_MEDICATION_DAYS):
             continue
         since = f"since {m.since.year}" if m.since is not None else "with no date"

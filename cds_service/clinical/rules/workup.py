@@ -63,9 +63,10 @@ TEST_LABEL = {
 
 
 def _cmp_done(rec: PatientRecord, ctx: RuleContext) -> LabResult | Order | None:
-    """The CMP panel, a BMP, a final panel DiagnosticReport whose listed results are all in the
-    record, or sodium + potassium + creatinine + glucose + calcium (any specimen variant), in the
-    look-back window."""
+    """The CMP panel, a BMP, a final panel DiagnosticReport whose results are filed (at least one
+    of the Observations it lists is in the record as a final result: the service fetches only the
+    component codes it reads, so chloride or urea may be absent by design), or sodium + potassium +
+    creatinine + glucose + calcium (any specimen variant), in the look-back window."""
     return _metabolic_panel(rec, ctx.lookback("cmp"), ctx.lookback("bmp"))
 
 
@@ -82,8 +83,7 @@ def _metabolic_panel(rec: PatientRecord, days: int | None, bmp_days: int | None)
         o
         for o in rec.done_orders("cmp", "bmp")
         if o.kind == "DiagnosticReport"
-        and o.results
-        and all(ref in rec.observation_refs for ref in o.results)
+        and any(ref in rec.observation_refs for ref in o.results)
         and (cutoff is None or (o.when is not None and o.when >= cutoff))
     ]
     if reports:
@@ -144,8 +144,10 @@ def test_status(rec: PatientRecord, ctx: RuleContext, test: str) -> tuple[str, o
     "First-tier laboratory gaps",
     CHART,
     "fasciculation and one or more first-tier tests neither resulted within its look-back window nor pending: "
-    "HbA1c or fasting glucose, CBC, CMP, B12, TSH, SPEP, magnesium; plus CK, folate and B6 when weakness is "
-    "recorded",
+    "HbA1c or fasting glucose (LOINC 1558-6; a random glucose 2345-7 does not count), CBC, CMP, B12, TSH, SPEP, "
+    "magnesium; plus CK, folate and B6 when weakness is recorded. A CMP is the panel, a BMP, a final panel "
+    "DiagnosticReport with filed results, or Na + K + creatinine + glucose + Ca (serum/plasma or whole-blood "
+    "codes). A test done before its window is listed with when it was last done ('Last CBC 4 years ago')",
     (
         (
             S000,
