@@ -5,9 +5,9 @@ is not run. Discipline, in order: (1) a hit whose rule ``folds_into`` another is
 card when it fired at the declared indicator (CK above 1000 U/L into the red-flag card); (2) when
 any card is critical, rules that ``yield_to_critical`` (reassurance, routine therapy, repeat-EMG
 advice) are dropped; (3) a suggestion appears once per response, in the most severe card that
-offers it; (4) cards the clinician already overrode (or accepted, while the order is open) for this
-patient are held back by override memory, never a critical one; (5) generic cards (screening,
-follow-up, therapy) are deferred when a more specific card is present; (6) cards are ranked by
+offers it; (4) generic cards (screening, follow-up, therapy, reassurance) are deferred when a more
+specific card is present; (5) cards the clinician already overrode (or accepted, while the order is
+open) for this patient are held back by override memory, never a critical one; (6) cards are ranked by
 severity, then specific before generic, then rule rank, and cut to the card budget, the last kept
 card saying what was withheld and what was snoozed. Every policy is read from the rule
 declarations: no rule id is written here.
@@ -111,7 +111,14 @@ def discipline(
         hits.remove(hit)
     if any(h.indicator == "critical" for h in hits):
         hits = [h for h in hits if not (h.rule in declared and declared[h.rule].yields_to_critical)]
-    # Override memory first, so a snoozed card takes no place in the budget; never a critical card.
+    # Specific before generic: generic cards only when nothing more specific is pending (a
+    # specific card snoozed below is still pending: its snooze must not let generic cards in).
+    generic = {r.id for r in rules if r.generic}
+    deferred: list[Hit] = []
+    if any(h.rule not in generic for h in hits):
+        deferred = [h for h in hits if h.rule in generic]
+        hits = [h for h in hits if h.rule not in generic]
+    # Override memory, so a snoozed card takes no place in the budget; never a critical card.
     snoozed: list[tuple[Hit, Snooze]] = []
     if memory is not None:
         for h in list(hits):
@@ -119,12 +126,6 @@ def discipline(
             if held is not None:
                 snoozed.append((h, held))
                 hits.remove(h)
-    # Specific before generic: generic cards only when nothing more specific is shown.
-    generic = {r.id for r in rules if r.generic}
-    deferred: list[Hit] = []
-    if any(h.rule not in generic for h in hits):
-        deferred = [h for h in hits if h.rule in generic]
-        hits = [h for h in hits if h.rule not in generic]
     order = {r.id: r.rank for r in rules}
     hits.sort(key=lambda h: (h.rank, h.rule in generic, order.get(h.rule, 1_000_000)))
     offered: set[tuple[str, str | None, str | None]] = set()

@@ -250,3 +250,54 @@ def test_snoozed_card_frees_its_place_in_the_budget() -> None:
     hits = [_gaps_hit(), Hit("R05c", "tsh-abnormal", "warning"), Hit("R13", "drug-causes", "info")]
     result = discipline(hits, 2, RULES, Memory([_snooze(_gaps_hit())], rec))
     assert [h.rule for h in result.hits] == ["R05c", "R13"] and result.withheld == []
+
+
+def test_a_snoozed_specific_card_still_keeps_generic_cards_back() -> None:
+    """The snooze hides the card the clinician answered; it does not let the generic ones in."""
+    rec = build(fasciculation())
+    hits = [_gaps_hit(), Hit("R14", "follow-up", "info")]
+    result = discipline(hits, 4, RULES, Memory([_snooze(_gaps_hit())], rec))
+    assert result.hits == [] and [h.rule for h in result.deferred] == ["R14"]
+
+
+# ------------------------------------------------------------------ storage (real SQLite)
+
+
+def test_store_remembers_overrides_but_never_for_a_critical_card(tmp_path: Any) -> None:
+    import asyncio
+
+    from cds_service.protocol.models import FeedbackItem
+    from cds_service.storage.db import upgrade
+    from cds_service.storage.repo import IssuedCard, SnoozePolicy, Store
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/m.db"
+    upgrade(url)
+
+    async def run() -> tuple[list[str], list[str], list[str]]:
+        from cds_service.storage.db import make_engine
+
+        engine = make_engine(url)
+        store = Store(engine)
+        try:
+            issued = [
+                IssuedCard("c-info", "svc", "R04", "info", "patient-view", "h", "p" * 32, NOW, "fp1", ("hba1c",)),
+                IssuedCard("c-crit", "svc", "R01", "critical", "patient-view", "h", "p" * 32, NOW, "fp2"),
+                IssuedCard("c-other", "svc", "R12", "info", "patient-view", "h", "q" * 32, NOW, "fp3"),
+            ]
+            await store.record_issued(issued)
+            items = [
+                FeedbackItem.model_validate({"card": c, "outcome": "overridden", "outcomeTimestamp": NOW.isoformat()})
+                for c in ("c-info", "c-crit", "c-other")
+            ]
+            await store.save_feedback("svc", items, NOW, SnoozePolicy(30, 90))
+            await store.save_feedback("svc", items, NOW, SnoozePolicy(30, 90))  # a repeat: no second memory
+            mine = await store.active_snoozes("svc", "p" * 32, NOW + timedelta(days=1))
+            later = await store.active_snoozes("svc", "p" * 32, NOW + timedelta(days=31))
+            off_store = await store.active_snoozes("other-svc", "p" * 32, NOW)
+            return [s.rule_id for s in mine], [s.rule_id for s in later], [s.rule_id for s in off_store]
+        finally:
+            await engine.dispose()
+
+    mine, later, other_service = asyncio.run(run())
+    assert mine == ["R04"]  # not the critical R01, not another patient's R12
+    assert later == [] and other_service == []

@@ -37,6 +37,8 @@ async def feedback(service_id: str, request: Request, rt: RuntimeDep) -> Respons
         except ValueError:
             raise BadRequest(f"feedback.{i}.outcomeTimestamp: not an RFC 3339 timestamp") from None
     # Override memory (issue 17): overridden/accepted cards are remembered in the same transaction.
+    # The cards' issued rows of this process are committed first, so the next call finds them.
+    await rt.issued.flush()
     policy = SnoozePolicy(rt.settings.override_snooze_days, rt.settings.accepted_snooze_days)
     stored = await rt.store.save_feedback(service_id, fb.feedback, datetime.now(UTC), policy)
     metrics.feedback_received(service_id, fb.feedback)
