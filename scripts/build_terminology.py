@@ -130,10 +130,12 @@ EXTRA_CONCEPTS: dict[str, dict[str, Any]] = {
         "source": "ICD-10-CM tabular: M79.604-M79.606 pain in leg, M79.65- thigh, M79.66- lower leg, M79.67- foot; R26.2 difficulty in walking; seed 001 (leg symptoms during walking)",
     },
     # Issue 17 section 2: the PHQ-2 depression screen counts as a depression screen (R12); its
-    # 0-6 score is never read against the PHQ-9 threshold of 10.
+    # 0-6 score is never read against the PHQ-9 threshold of 10. Category "survey": read like a
+    # lab result, but fetched with the survey/exam Observation search, not the lab code search
+    # (whose URL must stay under 2,000 characters).
     "phq2": {
         "label": "PHQ-2 depression screen (matching only)",
-        "category": "lab",
+        "category": "survey",
         "codings": [
             {"system": "http://loinc.org", "code": "55757-9", "display": "Patient Health Questionnaire 2 item (PHQ-2) [Reported]", "confidence": "low"},
             {"system": "http://loinc.org", "code": "55758-7", "display": "Patient Health Questionnaire 2 item (PHQ-2) total score [Reported]", "confidence": "low"},

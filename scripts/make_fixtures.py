@@ -974,6 +974,23 @@ def labs_of(p: P, rows: tuple[tuple[str, str, float, str], ...], days: float) ->
     return p.res[start:]
 
 
+def survey(p: P, code: str, display: str, score: int, days: float) -> P:
+    """A questionnaire score as US Core and Synthea file it (category survey)."""
+    p.res.append(
+        {
+            "resourceType": "Observation",
+            "id": p._id("o"),
+            "status": "final",
+            "category": [cc("http://terminology.hl7.org/CodeSystem/observation-category", "survey")],
+            "code": cc(LNC, code, display),
+            "subject": p.subject(),
+            "effectiveDateTime": ago(days),
+            "valueQuantity": {"value": score, "unit": "{score}", "system": UCUM, "code": "{score}"},
+        }
+    )
+    return p
+
+
 def add_issue17(add: Callable[[P, Callable[[P], object]], None]) -> None:
     """Issue 17 (alert burden): cards that were wrong on real-shaped records (a2-) and ranking
     with specific cards before generic ones (a3-). Override memory is exercised by the e2e tests."""
@@ -1043,7 +1060,13 @@ def add_issue17(add: Callable[[P, Callable[[P], object]], None]) -> None:
     gad7 = ("70274-6", "Generalized anxiety disorder 7 item (GAD-7) total score", 3, "{score}")
     add(
         P("a2-phq2", 40),
-        lambda p: p.fasciculation(300).full_workup(20, screening=False).lab(*gad7, 20).lab("55758-7", "Patient Health Questionnaire 2 item (PHQ-2) total score [Reported]", 1, "{score}", 20),
+        lambda p: survey(
+            p.fasciculation(300).full_workup(20, screening=False).lab(*gad7, 20),
+            "55758-7",
+            "Patient Health Questionnaire 2 item (PHQ-2) total score [Reported]",
+            1,
+            20,
+        ),
     )
     # A PHQ-A done at 17 (Synthea screens adolescents with it) still counts at 18.
     add(

@@ -21,6 +21,9 @@ from cds_service.clinical.units import normalise, normalise_range
 from cds_service.jsonshape import items, obj, string
 
 RESULT = frozenset({"final", "amended", "corrected"})
+# Concept categories read as results (value, date, status): lab tests, and questionnaire scores
+# fetched by category (issue 17: PHQ-2) rather than by code.
+RESULT_CATEGORIES = frozenset({"lab", "survey"})
 PENDING_OBS = frozenset({"registered", "preliminary"})
 ORDER_PENDING = frozenset({"draft", "active", "on-hold"})
 PROC_PENDING = frozenset({"preparation", "in-progress", "on-hold"})
@@ -250,7 +253,7 @@ class RecordBuilder:
         when = parse_when(o.get("effectiveDateTime")) or parse_when(o.get("issued"))
         if when is None and isinstance(o.get("effectivePeriod"), dict):
             when = parse_when(o["effectivePeriod"].get("start"))
-        labs = {c for c in concepts if self.t.concepts[c].category == "lab"}
+        labs = {c for c in concepts if self.t.concepts[c].category in RESULT_CATEGORIES}
         if labs:
             self._lab(rec, o, labs, when, status in PENDING_OBS)
         findings = (concepts - labs) | value_concepts

@@ -104,8 +104,9 @@ def prefetch_templates(t: Terminology) -> tuple[PrefetchSpec, ...]:
             "appointments", f"Appointment?patient={PATIENT}&status=proposed,pending,booked&_count=50"
         ),
         # Ankle-brachial index results carry local codes (no LOINC exists); they live in exam/procedure.
+        # Questionnaire scores outside the lab code search (PHQ-2, issue 17) are category survey.
         PrefetchSpec(
-            "exams", f"Observation?patient={PATIENT}&category=exam,procedure&_sort=-date&_count=200"
+            "exams", f"Observation?patient={PATIENT}&category=exam,procedure,survey&_sort=-date&_count=200"
         ),
     ]
     return tuple(specs)
