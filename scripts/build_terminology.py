@@ -131,8 +131,8 @@ EXTRA_CONCEPTS: dict[str, dict[str, Any]] = {
     },
     # Issue 17 section 2: the PHQ-2 depression screen counts as a depression screen (R12); its
     # 0-6 score is never read against the PHQ-9 threshold of 10. Category "survey": read like a
-    # lab result, but fetched with the survey/exam Observation search, not the lab code search
-    # (whose URL must stay under 2,000 characters).
+    # lab result, but fetched by its own code search ("screens"), not the lab code search (whose
+    # URL must stay under 2,000 characters).
     "phq2": {
         "label": "PHQ-2 depression screen (matching only)",
         "category": "survey",

@@ -73,6 +73,11 @@ def prefetch_templates(t: Terminology) -> tuple[PrefetchSpec, ...]:
             if c.system == SNOMED
         }
     )
+    # Questionnaire scores read like results but searched on their own (issue 17: PHQ-2), so the
+    # lab code search stays one URL under 2,000 characters. A code search: cheap for the server.
+    surveys = sorted(
+        {c.code for k in t.concepts.values() if k.category == "survey" for c in k.codes if c.system == LOINC}
+    )
     lab_urls = _chunks(f"Observation?patient={PATIENT}&code=", [f"{LOINC}|{c}" for c in labs], MAX_URL)
     finding_urls = _chunks(
         f"Observation?patient={PATIENT}&code=", [f"{SNOMED}|{c}" for c in findings], MAX_URL
@@ -91,6 +96,9 @@ def prefetch_templates(t: Terminology) -> tuple[PrefetchSpec, ...]:
                 f"findings{i + 1 if len(finding_urls) > 1 else ''}", url, required=True, all_pages=True
             )
         )
+    if surveys:
+        codes = ",".join(f"{LOINC}|{c}" for c in surveys)
+        specs.append(PrefetchSpec("screens", f"Observation?patient={PATIENT}&code={codes}&_count=50"))
     specs += [
         PrefetchSpec("serviceRequests", f"ServiceRequest?patient={PATIENT}&_count=200", all_pages=True),
         PrefetchSpec("procedures", f"Procedure?patient={PATIENT}&_count=200", all_pages=True),
@@ -104,9 +112,8 @@ def prefetch_templates(t: Terminology) -> tuple[PrefetchSpec, ...]:
             "appointments", f"Appointment?patient={PATIENT}&status=proposed,pending,booked&_count=50"
         ),
         # Ankle-brachial index results carry local codes (no LOINC exists); they live in exam/procedure.
-        # Questionnaire scores outside the lab code search (PHQ-2, issue 17) are category survey.
         PrefetchSpec(
-            "exams", f"Observation?patient={PATIENT}&category=exam,procedure,survey&_sort=-date&_count=200"
+            "exams", f"Observation?patient={PATIENT}&category=exam,procedure&_sort=-date&_count=200"
         ),
     ]
     return tuple(specs)
