@@ -45,6 +45,8 @@ FINDING_CATEGORIES = (
     "associated_symptom",
     "differential",
 )
+
+
 def _chunks(prefix: str, codes: list[str], limit: int) -> list[str]:
     """Split ``prefix + code1,code2,...`` into URLs no longer than ``limit``."""
     out: list[str] = []
@@ -98,7 +100,9 @@ def prefetch_templates(t: Terminology) -> tuple[PrefetchSpec, ...]:
         )
     if surveys:
         codes = ",".join(f"{LOINC}|{c}" for c in surveys)
-        specs.append(PrefetchSpec("screens", f"Observation?patient={PATIENT}&code={codes}&_count=50"))
+        specs.append(
+            PrefetchSpec("screens", f"Observation?patient={PATIENT}&code={codes}&_sort=-date&_count=50")
+        )
     specs += [
         PrefetchSpec("serviceRequests", f"ServiceRequest?patient={PATIENT}&_count=200", all_pages=True),
         PrefetchSpec("procedures", f"Procedure?patient={PATIENT}&_count=200", all_pages=True),
