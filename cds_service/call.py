@@ -12,6 +12,7 @@ audit and logs it writes into the request's :class:`~cds_service.ops.record.Call
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,9 +26,9 @@ from cds_service.ops.record import CallRecord
 from cds_service.protocol.errors import BadRequest, CdsError
 from cds_service.protocol.models import HookRequest, dump
 from cds_service.protocol.validate import response_problems
-from cds_service.registry import HookCall, Registry
+from cds_service.registry import HookCall, Registry, Snooze
 from cds_service.settings import Settings
-from cds_service.storage.repo import IssuedCard
+from cds_service.storage.repo import IssuedCard, RememberedAnswer
 from cds_service.trust.client_jwt import ClientIdentity
 from cds_service.trust.fhir_guard import check_fhir_server
 
@@ -41,6 +42,25 @@ def validation_message(exc: ValidationError, prefix: str) -> str:
         loc = ".".join(str(p) for p in err["loc"]) or "(body)"
         parts.append(f"{prefix}{loc}: {err['msg']}")
     return "; ".join(parts)
+
+
+# Override memory (issue 17): the patient's remembered answers for this service, from storage.
+MemorySource = Callable[[str, str, datetime], Awaitable[Sequence[RememberedAnswer]]]
+
+
+async def remembered(
+    memory: MemorySource | None, service_id: str, patient_hash: str, now: datetime
+) -> tuple[Snooze, ...]:
+    """The snoozes for this call; a database problem shows every card rather than failing the call
+    (holding cards back is a convenience, never a reason to answer an error)."""
+    if memory is None:
+        return ()
+    try:
+        rows = await memory(service_id, patient_hash, now)
+    except Exception as exc:
+        log.warning("override memory unavailable; no card snoozed", extra={"fields": {"problem": type(exc).__name__}})
+        return ()
+    return tuple(Snooze(r.rule_id, r.fingerprint, r.outcome, r.issued_at, r.until, r.concepts) for r in rows)
 
 
 @dataclass
@@ -62,6 +82,7 @@ async def run_call(
     base_url: str,
     record: CallRecord | None = None,
     now: datetime | None = None,
+    memory: MemorySource | None = None,
 ) -> CallOutcome:
     """Run one call of ``service_id`` (known to the registry) with the parsed request ``req``.
 
@@ -90,8 +111,10 @@ async def run_call(
     data = await gatherer.gather(service.prefetch, req)
     record.foreign_dropped = screen_subject(data, str(req.context.get("patientId") or ""))
     now = now or datetime.now(UTC)
-    result = await service.handler(HookCall(req, context, data, now, base_url.rstrip("/")))
+    snoozes = await remembered(memory, service_id, patient_hash, now)
+    result = await service.handler(HookCall(req, context, data, now, base_url.rstrip("/"), snoozes))
     record.issued = list(result.issued)
+    record.snoozed = list(result.snoozed)
     body = dump(result.response)
     if settings.self_check:
         problems = response_problems(body)
@@ -108,6 +131,8 @@ async def run_call(
             hook_instance=req.hookInstance[:200],
             patient_hash=patient_hash,
             issued_at=now,
+            fingerprint=c.fingerprint,
+            concepts=c.concepts,
         )
         for c in result.issued
     ]

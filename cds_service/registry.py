@@ -28,11 +28,29 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class CardRecord:
-    """What the issued-card registry keeps about one card (no PHI)."""
+    """What the issued-card registry keeps about one card (no PHI): the rule, and for override
+    memory the fingerprint of the card's basis and the concepts it suggested (issue 17)."""
 
     card_uuid: str
     rule_id: str
     indicator: str
+    fingerprint: str = ""
+    concepts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Snooze:
+    """A card the clinician answered (feedback ``overridden`` or ``accepted``) for this patient,
+    as the topic needs it to hold the card back: the rule, the fingerprint of the inputs the card
+    was issued on, when it was issued, until when the memory lasts, and (accepted) the concepts the
+    card suggested. Never about a critical card: storage keeps none for those."""
+
+    rule_id: str
+    fingerprint: str
+    outcome: str  # "overridden" | "accepted"
+    issued_at: datetime
+    until: datetime
+    concepts: tuple[str, ...] = ()
 
 
 @dataclass
@@ -42,6 +60,7 @@ class HandlerResult:
 
     response: CdsResponse = field(default_factory=CdsResponse)
     issued: list[CardRecord] = field(default_factory=list)
+    snoozed: list[str] = field(default_factory=list)  # rules of cards held back by override memory
 
 
 @dataclass(frozen=True)
@@ -53,6 +72,7 @@ class HookCall:
     data: GatheredData
     now: datetime
     base_url: str = ""  # externally visible base URL of this service, for absolute links in cards
+    snoozes: tuple[Snooze, ...] = ()  # override memory for this patient (issue 17), from storage
 
 
 Handler = Callable[[HookCall], Awaitable[HandlerResult]]

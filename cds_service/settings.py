@@ -153,6 +153,20 @@ class Settings(BaseSettings):
     body_timeout_seconds: float = Field(
         15.0, gt=0, le=600, description="A POST body must arrive completely within this time (408)"
     )
+    override_snooze_days: int = Field(
+        30,
+        ge=0,
+        le=365,
+        description="Override memory: days a card overridden for a patient stays snoozed unless its inputs "
+        "change (0: off; critical cards are never snoozed)",
+    )
+    accepted_snooze_days: int = Field(
+        90,
+        ge=0,
+        le=365,
+        description="Override memory: longest a card whose suggestion was accepted stays snoozed while its "
+        "order is open (0: off)",
+    )
 
     @field_validator("jwt_algorithms")
     @classmethod
@@ -160,6 +174,11 @@ class Settings(BaseSettings):
         """``none`` and HMAC can never be switched on, not even by mistake."""
         check_algorithms(value)
         return value
+
+    @property
+    def override_memory(self) -> bool:
+        """Whether calls consult override memory at all (one indexed query per call)."""
+        return self.override_snooze_days > 0 or self.accepted_snooze_days > 0
 
     @property
     def jwt_required(self) -> bool:

@@ -224,6 +224,30 @@ EXTRA_CONCEPTS: dict[str, dict[str, Any]] = {
         "icd10cm_prefixes": [],
         "source": "seed 000 (muscle bulk ... should be normal in BFS); docs/exam-mapping.md",
     },
+    # Issue 17 section 2: the PHQ-2 depression screen counts as a depression screen (R12); its
+    # 0-6 score is never read against the PHQ-9 threshold of 10. Category "survey": read like a
+    # lab result, but fetched by its own code search ("screens"), not the lab code search (whose
+    # URL must stay under 2,000 characters).
+    "phq2": {
+        "label": "PHQ-2 depression screen (matching only)",
+        "category": "survey",
+        "codings": [
+            {"system": "http://loinc.org", "code": "55757-9", "display": "Patient Health Questionnaire 2 item (PHQ-2) [Reported]", "confidence": "low"},
+            {"system": "http://loinc.org", "code": "55758-7", "display": "Patient Health Questionnaire 2 item (PHQ-2) total score [Reported]", "confidence": "low"},
+        ],
+        "icd10cm_prefixes": [],
+        "source": "issue 17 section 2 (PHQ-2 55757-9); LOINC PHQ-2 panel 55757-9 and total 55758-7",
+    },
+    # Issue 17 section 2: a known, long-standing cause of upper-motor-neuron signs (R01).
+    "cerebral_palsy": {
+        "label": "Cerebral palsy (matching only)",
+        "category": "context",
+        "codings": [
+            {"system": "http://snomed.info/sct", "code": "128188000", "display": "Cerebral palsy", "confidence": "low"},
+        ],
+        "icd10cm_prefixes": ["G80"],
+        "source": "ICD-10-CM tabular G80 Cerebral palsy; SNOMED CT 128188000 Cerebral palsy (disorder)",
+    },
     "acute_msk_spasm": {
         "label": "Acute painful musculoskeletal condition with spasm (cyclobenzaprine indication)",
         "codings": [],
@@ -239,6 +263,29 @@ EXTRA_CODINGS: dict[str, list[dict[str, str]]] = {
     # Issue 19: the CBC component the catalogue lacks, read by R24 for its flag (matching only).
     "cbc": [
         {"system": "http://loinc.org", "code": "787-2", "display": "MCV [Entitic volume] by Automated count (matching only)", "confidence": "low"},
+    ],
+    # Issue 17 section 2: metabolic panels as Synthea codes them, with whole-blood LOINC variants
+    # of the components the CMP definition counts (sodium, creatinine, glucose, calcium; potassium
+    # 6298-4 is already in the catalogue). Matching only (low): the panel is still ordered as
+    # 24323-8. Codes as in Synthea's own BMP test (glucose 2339-0, creatinine 38483-4, calcium
+    # 49765-1, sodium 2947-0). Components the definition does not count (chloride, CO2, urea,
+    # bicarbonate) are left out on purpose: every lab code lengthens the one Observation search,
+    # which must stay under 2,000 characters; a panel DiagnosticReport counts through its results.
+    "cmp": [
+        {"system": "http://loinc.org", "code": code, "display": f"{name} (CMP/BMP component; matching only)", "confidence": "low"}
+        for code, name in (
+            ("2947-0", "Sodium [Moles/volume] in Blood"),
+            ("38483-4", "Creatinine [Mass/volume] in Blood"),
+            ("2339-0", "Glucose [Mass/volume] in Blood"),
+            ("49765-1", "Calcium [Mass/volume] in Blood"),
+        )
+    ],
+    "calcium": [
+        {"system": "http://loinc.org", "code": "49765-1", "display": "Calcium [Mass/volume] in Blood (matching only)", "confidence": "low"},
+    ],
+    # PHQ-A / PHQ-9 modified for teens, total score (as Synthea records adolescent screening).
+    "phq9_total": [
+        {"system": "http://loinc.org", "code": "89204-2", "display": "PHQ-9 modified for teens (PHQ-A) total score (matching only)", "confidence": "low"},
     ],
     "vitamin_b6": [
         {"system": "http://loinc.org", "code": "2641-9", "display": "Pyridoxal phosphate (vitamin B6 status; matching only)", "confidence": "low"},
@@ -267,6 +314,9 @@ VALUE_SETS: dict[str, list[str]] = {
         "root_compression",
     ],
     "established_mnd": ["als", "motor_neuron_disease", "spinal_muscular_atrophy"],
+    # Issue 17 section 2: known causes of long-standing upper-motor-neuron signs; such signs are
+    # not a new red flag (R01 asks to examine for new signs instead).
+    "explains_umn": ["cerebral_palsy", "stroke_history", "multiple_sclerosis"],
 }
 
 

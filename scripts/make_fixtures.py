@@ -337,11 +337,15 @@ class P:
             high=200,
         )
 
-    def full_workup(self, days: float = 20, status: str = "final", cmp: bool = True) -> P:
+    def full_workup(
+        self, days: float = 20, status: str = "final", cmp: bool = True, a1c: bool = True, screening: bool = True
+    ) -> P:
         """Every first-tier test resulted and normal, screening negative (``status`` preliminary:
-        every test still pending; ``cmp=False``: no metabolic panel or potassium)."""
+        every test still pending; ``cmp=False``: no metabolic panel or potassium; ``a1c=False``:
+        no HbA1c; ``screening=False``: no GAD-7 or PHQ-9)."""
         st = status
-        self.lab("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", 5.4, "%", days, status=st)
+        if a1c:
+            self.lab("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", 5.4, "%", days, status=st)
         self.lab("58410-2", "CBC panel - Blood by Automated count", None, "", days, status=st)
         self.lab("718-7", "Hemoglobin [Mass/volume] in Blood", 13.9, "g/dL", days, status=st)
         if cmp:
@@ -356,8 +360,9 @@ class P:
                 high=5.1,
                 status=st,
             )
-        return (
-            self.lab("2132-9", "Cobalamin (Vitamin B12) [Mass/volume] in Serum or Plasma", 480, "pg/mL", days, status=st)
+        self.lab("2132-9", "Cobalamin (Vitamin B12) [Mass/volume] in Serum or Plasma", 480, "pg/mL", days, status=st)
+        done = (
+            self
             .lab(
                 "3016-3",
                 "Thyrotropin [Units/volume] in Serum or Plasma",
@@ -379,8 +384,11 @@ class P:
                 high=2.4,
                 status=st,
             )
-            .lab("70274-6", "Generalized anxiety disorder 7 item (GAD-7) total score", 4, "{score}", days)
-            .lab("44261-6", "Patient Health Questionnaire 9 item (PHQ-9) total score", 3, "{score}", days)
+        )
+        if not screening:
+            return done
+        return done.lab("70274-6", "Generalized anxiety disorder 7 item (GAD-7) total score", 4, "{score}", days).lab(
+            "44261-6", "Patient Health Questionnaire 9 item (PHQ-9) total score", 3, "{score}", days
         )
 
     def bundle(self) -> Res:
@@ -710,6 +718,7 @@ def patients() -> list[P]:
     )
     add_issue11(add)
     add_issue19(add)
+    add_issue17(add)
     add(P("neg-refuted", 30), lambda p: p.fasciculation(20, verification="refuted"))
     add(P("neg-resolved", 30), lambda p: p.fasciculation(800, status="resolved"))
     add(P("bg50-r04", 44, background="bg-50-all"), lambda p: p.fasciculation(30))
@@ -1036,6 +1045,147 @@ def add_issue19(add: Callable[[P, Callable[[P], object]], None]) -> None:
     add(P("sc2-exam-reflexes-absent", 47), lambda p: p.fasciculation(90).full_workup(40).exam("Ankle reflexes", "Absent", 10))
     add(P("sc2-exam-plantar-extensor", 47), lambda p: p.fasciculation(90).full_workup(40).exam("Plantar response, right", "Extensor", 10))
     add(P("sc2-exam-bulk-reduced", 47), lambda p: p.fasciculation(90).full_workup(40).exam("Muscle bulk", "Reduced", 10, site="Left thenar eminence"))
+HCTZ = ("310798", "Hydrochlorothiazide 25 MG Oral Tablet")
+SYNTHEA_BMP = (  # whole-blood LOINC codes as Synthea writes a basic metabolic panel
+    ("2339-0", "Glucose [Mass/volume] in Blood", 92, "mg/dL"),
+    ("6299-2", "Urea nitrogen [Mass/volume] in Blood", 14, "mg/dL"),
+    ("38483-4", "Creatinine [Mass/volume] in Blood", 0.9, "mg/dL"),
+    ("49765-1", "Calcium [Mass/volume] in Blood", 9.4, "mg/dL"),
+    ("2947-0", "Sodium [Moles/volume] in Blood", 140, "mmol/L"),
+    ("6298-4", "Potassium [Moles/volume] in Blood", 4.2, "mmol/L"),
+    ("2069-3", "Chloride [Moles/volume] in Blood", 104, "mmol/L"),
+    ("20565-8", "Carbon dioxide, total [Moles/volume] in Blood", 26, "mmol/L"),
+)
+
+
+def panel_report(p: P, code: str, display: str, days: float, results: list[Res]) -> P:
+    """A final lab DiagnosticReport listing ``results`` (Observations already added to ``p``)."""
+    p.res.append(
+        {
+            "resourceType": "DiagnosticReport",
+            "id": p._id("dr"),
+            "status": "final",
+            "category": [cc("http://terminology.hl7.org/CodeSystem/v2-0074", "LAB")],
+            "code": cc(LNC, code, display),
+            "subject": p.subject(),
+            "effectiveDateTime": ago(days),
+            **({"result": [{"reference": f"Observation/{r['id']}"} for r in results]} if results else {}),
+        }
+    )
+    return p
+
+
+def labs_of(p: P, rows: tuple[tuple[str, str, float, str], ...], days: float) -> list[Res]:
+    """Add one final lab Observation per row; returns them (for a report's result list)."""
+    start = len(p.res)
+    for code, display, value, unit in rows:
+        p.lab(code, display, value, unit, days)
+    return p.res[start:]
+
+
+def survey(p: P, code: str, display: str, score: int, days: float) -> P:
+    """A questionnaire score as US Core and Synthea file it (category survey)."""
+    p.res.append(
+        {
+            "resourceType": "Observation",
+            "id": p._id("o"),
+            "status": "final",
+            "category": [cc("http://terminology.hl7.org/CodeSystem/observation-category", "survey")],
+            "code": cc(LNC, code, display),
+            "subject": p.subject(),
+            "effectiveDateTime": ago(days),
+            "valueQuantity": {"value": score, "unit": "{score}", "system": UCUM, "code": "{score}"},
+        }
+    )
+    return p
+
+
+def add_issue17(add: Callable[[P, Callable[[P], object]], None]) -> None:
+    """Issue 17 (alert burden): cards that were wrong on real-shaped records (a2-) and ranking
+    with specific cards before generic ones (a3-). Override memory is exercised by the e2e tests."""
+    years = 365.25
+    # s.2: only HbA1c or a fasting glucose is a diabetes screen.
+    add(
+        P("a2-random-glucose", 48),
+        lambda p: p.fasciculation(300).full_workup(20, a1c=False).lab("2345-7", "Glucose [Mass/volume] in Serum or Plasma", 104, "mg/dL", 20),
+    )
+    add(
+        P("a2-fasting-glucose", 48),
+        lambda p: p.fasciculation(300).full_workup(20, a1c=False).lab("1558-6", "Fasting glucose [Mass/volume] in Serum or Plasma", 92, "mg/dL", 20),
+    )
+    # s.2: a Synthea-shaped basic metabolic panel (whole-blood codes + DiagnosticReport 51990-0).
+    add(
+        P("a2-synthea-bmp", 52),
+        lambda p: panel_report(p.fasciculation(300).full_workup(20, cmp=False), "51990-0", "Basic metabolic panel - Blood", 5, labs_of(p, SYNTHEA_BMP, 5)),
+    )
+    # The report alone counts when its results are filed: Na, Cl, creatinine, random glucose and
+    # bicarbonate (no K or Ca, so the components alone would not make a CMP).
+    add(
+        P("a2-bmp-report", 52),
+        lambda p: panel_report(
+            p.fasciculation(300).full_workup(20, cmp=False),
+            "51990-0",
+            "Basic metabolic panel - Blood",
+            5,
+            labs_of(
+                p,
+                (
+                    ("2947-0", "Sodium [Moles/volume] in Blood", 140, "mmol/L"),
+                    ("2069-3", "Chloride [Moles/volume] in Blood", 103, "mmol/L"),
+                    ("38483-4", "Creatinine [Mass/volume] in Blood", 0.8, "mg/dL"),
+                    ("2345-7", "Glucose [Mass/volume] in Serum or Plasma", 90, "mg/dL"),
+                    ("1963-8", "Bicarbonate [Moles/volume] in Serum or Plasma", 25, "mmol/L"),
+                ),
+                5,
+            ),
+        ),
+    )
+    add(
+        P("a2-bmp-report-empty", 52),
+        lambda p: panel_report(p.fasciculation(300).full_workup(20, cmp=False), "51990-0", "Basic metabolic panel - Blood", 5, []),
+    )
+    # s.2: a test done before its look-back is listed with when it was last done.
+    add(P("a2-cbc-4-years", 41), lambda p: p.fasciculation(60).lab("58410-2", "CBC panel - Blood by Automated count", None, "", 4 * years + 30))
+    # s.2: long-standing spasticity with a known cause (cerebral palsy) is not a new red flag.
+    add(
+        P("a2-cp-spasticity-1993", 33),
+        lambda p: p.fasciculation(40).condition(ICD, "G80.1", "Spastic diplegic cerebral palsy", 32 * years).condition(SCT, "221360009", "Spasticity", 32 * years),
+    )
+    add(
+        P("a2-cp-spasticity-new", 33),
+        lambda p: p.fasciculation(40).condition(ICD, "G80.1", "Spastic diplegic cerebral palsy", 32 * years).condition(SCT, "221360009", "Spasticity", 20),
+    )
+    add(
+        P("a2-spasticity-1993-no-cause", 33),
+        lambda p: p.fasciculation(40).condition(SCT, "221360009", "Spasticity", 32 * years),
+    )
+    # s.2: a prescription left active since 1978 is not trusted as current; a renewal is.
+    add(P("a2-thiazide-1978", 70), lambda p: p.fasciculation(300).full_workup(20).med(*HCTZ, days=(2026 - 1978) * years))
+    add(
+        P("a2-thiazide-renewed", 70),
+        lambda p: p.fasciculation(300).full_workup(20).med(*HCTZ, days=(2026 - 1978) * years).med(*HCTZ, days=40),
+    )
+    # s.2: PHQ-2 and PHQ-A (teen PHQ-9) count as depression screens.
+    gad7 = ("70274-6", "Generalized anxiety disorder 7 item (GAD-7) total score", 3, "{score}")
+    add(
+        P("a2-phq2", 40),
+        lambda p: survey(
+            p.fasciculation(300).full_workup(20, screening=False).lab(*gad7, 20),
+            "55758-7",
+            "Patient Health Questionnaire 2 item (PHQ-2) total score [Reported]",
+            1,
+            20,
+        ),
+    )
+    # A PHQ-A done at 17 (Synthea screens adolescents with it) still counts at 18.
+    add(
+        P("a2-phqa-at-17", 18),
+        lambda p: p.fasciculation(300).full_workup(20, screening=False).lab(*gad7, 20).lab("89204-2", "Patient Health Questionnaire-9: Modified for Teens total score [Reported.PHQ]", 4, "{score}", 150),
+    )
+    add(P("a2-gad7-only", 40), lambda p: p.fasciculation(300).full_workup(20, screening=False).lab(*gad7, 20))
+    # s.3: a current thiazide is a specific card and is never hidden behind generic ones.
+    add(P("a3-thiazide-benign", 45), lambda p: p.fasciculation(300).full_workup(20).med(*HCTZ, days=30))
+    add(P("a3-benign-no-drug", 45), lambda p: p.fasciculation(300).full_workup(20))
 
 
 def main() -> int:

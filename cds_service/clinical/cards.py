@@ -282,7 +282,13 @@ class Renderer:
                     for link in kind.links
                 ),
             ],
-            extension={CARD_EXTENSION: {"rule": hit.rule, "card": kind.id}},
+            extension={
+                CARD_EXTENSION: {
+                    "rule": hit.rule,
+                    "card": kind.id,
+                    **({"snoozed": list(hit.snoozed)} if hit.snoozed else {}),
+                }
+            },
         )
 
     def _detail(self, kind: CardKind, hit: Hit, values: dict[str, str], rc: RenderContext) -> str:

@@ -5,24 +5,29 @@ is not run. Discipline, in order: (1) a hit whose rule ``folds_into`` another is
 card when it fired at the declared indicator (CK above 1000 U/L into the red-flag card); (2) when
 any card is critical, rules that ``yield_to_critical`` (reassurance, routine therapy, repeat-EMG
 advice) are dropped; (3) a suggestion appears once per response, in the most severe card that
-offers it; (4) cards are ranked by severity, then by rule rank, and cut to the card budget, the last
-kept card saying what was withheld. Every policy is read from the rule declarations: no rule id
-is written here.
+offers it; (4) generic cards (screening, follow-up, therapy, reassurance) are deferred when a more
+specific card is present; (5) cards the clinician already overrode (or accepted, while the order is
+open) for this patient are held back by override memory, never a critical one; (6) cards are ranked by
+severity, then specific before generic, then rule rank, and cut to the card budget, the last kept
+card saying what was withheld and what was snoozed. Every policy is read from the rule
+declarations: no rule id is written here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from cds_service.clinical.drafts import Draft, focus
+from cds_service.clinical.memory import Memory
 from cds_service.clinical.moments import Moment
 from cds_service.clinical.record_model import Fact, PatientRecord
 from cds_service.clinical.rules import RULES, Hit, Rule, RuleContext
 from cds_service.clinical.rules.base import TRIGGERS
 from cds_service.clinical.terminology import Terminology
+from cds_service.registry import Snooze
 
 SCOPE = frozenset(TRIGGERS) | {"guillain_barre"}
 
@@ -52,7 +57,9 @@ def in_scope(
 @dataclass
 class Evaluation:
     hits: list[Hit]
-    withheld: list[Hit]
+    withheld: list[Hit]  # cut by the card budget
+    deferred: list[Hit] = field(default_factory=list)  # generic cards held back behind specific ones
+    snoozed: list[tuple[Hit, Snooze]] = field(default_factory=list)  # held back by override memory
 
 
 def evaluate(
@@ -64,6 +71,7 @@ def evaluate(
     drafts: Iterable[Draft] = (),
     selections: frozenset[str] = frozenset(),
     rules: list[Rule] = RULES,
+    snoozes: Sequence[Snooze] = (),
 ) -> Evaluation:
     all_drafts = list(drafts)
     triggers = rec.has(*TRIGGERS) + [
@@ -84,7 +92,7 @@ def evaluate(
         if hit is not None:
             ctx.fired[r.id] = hit
             hits.append(hit)
-    return discipline(hits, budget, rules)
+    return discipline(hits, budget, rules, Memory(snoozes, rec))
 
 
 def _offered_elsewhere(concept: str, other: Hit, rules: list[Rule]) -> str:
@@ -97,7 +105,9 @@ def _offered_elsewhere(concept: str, other: Hit, rules: list[Rule]) -> str:
     return f"{label} is offered on the {other.rule} card ({title}), not here."
 
 
-def discipline(hits: list[Hit], budget: int, rules: list[Rule] = RULES) -> Evaluation:
+def discipline(
+    hits: list[Hit], budget: int, rules: list[Rule] = RULES, memory: Memory | None = None
+) -> Evaluation:
     declared = {r.id: r for r in rules}
     by_rule = {h.rule: h for h in hits}
     for r in rules:
@@ -111,8 +121,23 @@ def discipline(hits: list[Hit], budget: int, rules: list[Rule] = RULES) -> Evalu
         hits.remove(hit)
     if any(h.indicator == "critical" for h in hits):
         hits = [h for h in hits if not (h.rule in declared and declared[h.rule].yields_to_critical)]
+    # Specific before generic: generic cards only when nothing more specific is pending (a
+    # specific card snoozed below is still pending: its snooze must not let generic cards in).
+    generic = {r.id for r in rules if r.generic}
+    deferred: list[Hit] = []
+    if any(h.rule not in generic for h in hits):
+        deferred = [h for h in hits if h.rule in generic]
+        hits = [h for h in hits if h.rule not in generic]
+    # Override memory, so a snoozed card takes no place in the budget; never a critical card.
+    snoozed: list[tuple[Hit, Snooze]] = []
+    if memory is not None:
+        for h in list(hits):
+            held = memory.holds(h)
+            if held is not None:
+                snoozed.append((h, held))
+                hits.remove(h)
     order = {r.id: r.rank for r in rules}
-    hits.sort(key=lambda h: (h.rank, order.get(h.rule, 1_000_000)))
+    hits.sort(key=lambda h: (h.rank, h.rule in generic, order.get(h.rule, 1_000_000)))
     offered: dict[tuple[str, str | None, str | None], Hit] = {}
     for h in hits:
         kept = []
@@ -128,4 +153,18 @@ def discipline(hits: list[Hit], budget: int, rules: list[Rule] = RULES) -> Evalu
     if withheld and kept_hits:
         names = ", ".join(h.rule for h in withheld)
         kept_hits[-1].lines.append(f"{len(withheld)} further finding(s) not shown (card limit): {names}.")
-    return Evaluation(kept_hits, withheld)
+    if snoozed and kept_hits:
+        kept_hits[-1].lines.append(snooze_line(snoozed))
+        kept_hits[-1].snoozed = [h.rule for h, _ in snoozed]
+    return Evaluation(kept_hits, withheld, deferred, snoozed)
+
+
+def snooze_line(snoozed: list[tuple[Hit, Snooze]]) -> str:
+    """'2 cards snoozed after override (R12, R14)': what the clinician's earlier answers hold back."""
+    parts = []
+    for outcome, words in (("overridden", "after override"), ("accepted", "while the accepted order is open")):
+        rules = [h.rule for h, s in snoozed if s.outcome == outcome]
+        if rules:
+            n = len(rules)
+            parts.append(f"{n} card{'s' if n != 1 else ''} snoozed {words} ({', '.join(rules)})")
+    return "; ".join(parts) + "; shown again when their data change."

@@ -17,6 +17,7 @@ from typing import Any
 from cds_service.clinical.cards import Catalogue, RenderContext, Renderer
 from cds_service.clinical.drafts import Draft
 from cds_service.clinical.engine import evaluate, in_scope
+from cds_service.clinical.memory import fingerprint, suggested_concepts
 from cds_service.clinical.moments import HOOK_MOMENTS, Moment
 from cds_service.clinical.record_builder import RecordBuilder
 from cds_service.clinical.rules import RULES, Rule
@@ -24,7 +25,7 @@ from cds_service.clinical.rules.base import TRIGGERS
 from cds_service.clinical.settings import TopicSettings
 from cds_service.clinical.terminology import Terminology, terminology
 from cds_service.protocol.models import Card, CdsResponse, Hook
-from cds_service.registry import CardRecord
+from cds_service.registry import CardRecord, Snooze
 
 # Resource types the patient record is built from.
 RECORD_TYPES = (
@@ -36,6 +37,7 @@ RECORD_TYPES = (
     "DiagnosticReport",
     "MedicationRequest",
     "MedicationStatement",
+    "MedicationDispense",
     "Appointment",
 )
 
@@ -73,6 +75,7 @@ class Situation:
     selections: frozenset[str] = frozenset()
     missing: Sequence[str] = ()  # "key (problem)" of prefetch data that could not be had
     base_url: str = ""  # externally visible base of this service, for the evidence links
+    snoozes: Sequence[Snooze] = ()  # override memory for this patient (issue 17)
 
 
 @dataclass(frozen=True)
@@ -81,15 +84,20 @@ class Issued:
 
     rule: str
     indicator: str
+    fingerprint: str = ""  # of the inputs the card was issued on (override memory)
+    concepts: tuple[str, ...] = ()  # concepts the card suggested
 
 
 @dataclass
 class Assessment:
-    """The cards of one assessment, each with the rule that produced it."""
+    """The cards of one assessment, each with the rule that produced it, and the rules of cards
+    held back by override memory (``snoozed``) or deferred behind more specific cards."""
 
     cards: list[Card] = field(default_factory=list)
     issued: list[Issued] = field(default_factory=list)
     in_scope: bool = True  # False: no fasciculation trigger in the data (so no cards, by design)
+    snoozed: list[str] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)
 
     def response(self) -> CdsResponse:
         return CdsResponse(cards=self.cards)
@@ -97,7 +105,7 @@ class Assessment:
     def records(self) -> list[CardRecord]:
         """What the issued-card registry keeps (no PHI)."""
         return [
-            CardRecord(card.uuid or "", why.rule, why.indicator)
+            CardRecord(card.uuid or "", why.rule, why.indicator, why.fingerprint, why.concepts)
             for card, why in zip(self.cards, self.issued, strict=True)
         ]
 
@@ -151,6 +159,7 @@ class Topic:
             drafts,
             situation.selections,
             self.rules,
+            situation.snoozes,
         )
         trigger_condition = next((f.ref for f in rec.has(*TRIGGERS) if f.source == "condition"), None)
         rc = RenderContext(
@@ -162,5 +171,12 @@ class Topic:
             reason_condition=trigger_condition,
             missing=missing,
         )
+        # Fingerprints before rendering: the budget and snooze lines are not inputs.
+        issued = [Issued(h.rule, h.indicator, fingerprint(h), suggested_concepts(h)) for h in result.hits]
         cards = [self.renderer.render(hit, rc) for hit in result.hits]
-        return Assessment(cards, [Issued(hit.rule, hit.indicator) for hit in result.hits])
+        return Assessment(
+            cards,
+            issued,
+            snoozed=[h.rule for h, _ in result.snoozed],
+            deferred=[h.rule for h in result.deferred],
+        )

@@ -21,6 +21,9 @@ from cds_service.clinical.units import normalise, normalise_range
 from cds_service.jsonshape import items, obj, string
 
 RESULT = frozenset({"final", "amended", "corrected"})
+# Concept categories read as results (value, date, status): lab tests, and questionnaire scores
+# fetched by category (issue 17: PHQ-2) rather than by code.
+RESULT_CATEGORIES = frozenset({"lab", "survey"})
 PENDING_OBS = frozenset({"registered", "preliminary"})
 ORDER_PENDING = frozenset({"draft", "active", "on-hold"})
 PROC_PENDING = frozenset({"preparation", "in-progress", "on-hold"})
@@ -168,6 +171,15 @@ def _ref(res: dict[str, Any]) -> str:
     return f"{res.get('resourceType')}/{res.get('id', '?')}"
 
 
+def _result_ref(ref: Any) -> str:
+    """'Observation/<id>' of a Reference (relative, absolute or versioned), '' if not one."""
+    text = str(obj(ref).get("reference", ""))
+    parts = text.split("/_history/")[0].rstrip("/").split("/")
+    if len(parts) >= 2 and parts[-2] == "Observation" and parts[-1]:
+        return f"Observation/{parts[-1]}"
+    return ""
+
+
 class RecordBuilder:
     """Builds a PatientRecord from gathered FHIR JSON, keeping only what matches a concept."""
 
@@ -192,6 +204,8 @@ class RecordBuilder:
         for c in resources.get("Condition", ()):
             self._condition(rec, c)
         for o in resources.get("Observation", ()):
+            if string(o.get("status")) in RESULT and isinstance(o.get("id"), str):
+                rec.observation_refs.add(f"Observation/{o['id']}")
             self._observation(rec, o)
         for kind in ("ServiceRequest", "Procedure", "DiagnosticReport"):
             for r in resources.get(kind, ()):
@@ -199,6 +213,8 @@ class RecordBuilder:
         for kind in ("MedicationRequest", "MedicationStatement"):
             for m in resources.get(kind, ()):
                 self._medication(rec, m)
+        for d in resources.get("MedicationDispense", ()):
+            self._dispense(rec, d)
         for a in resources.get("Appointment", ()):
             start = parse_when(a.get("start"))
             if string(a.get("status")) in ("proposed", "pending", "booked") and (start is None or start >= now):
@@ -284,7 +300,7 @@ class RecordBuilder:
         when = parse_when(o.get("effectiveDateTime")) or parse_when(o.get("issued"))
         if when is None and isinstance(o.get("effectivePeriod"), dict):
             when = parse_when(o["effectivePeriod"].get("start"))
-        labs = {c for c in concepts if self.t.concepts[c].category == "lab"}
+        labs = {c for c in concepts if self.t.concepts[c].category in RESULT_CATEGORIES}
         if labs:
             self._lab(rec, o, labs, when, status in PENDING_OBS)
         findings = (concepts - labs) | value_concepts
@@ -450,6 +466,9 @@ class RecordBuilder:
             return
         status = str(r.get("status", ""))
         if status in ("entered-in-error", "revoked", "cancelled", "not-done", "stopped"):
+            when = parse_when(r.get("authoredOn")) or parse_when(r.get("effectiveDateTime"))
+            label = self.t.label(r.get("code"), kind)
+            rec.withdrawn.append(Order(frozenset(concepts), _ref(r), kind, status, when, label, False, False))
             return
         if kind == "ServiceRequest":
             when = parse_when(r.get("authoredOn")) or parse_when(r.get("occurrenceDateTime"))
@@ -480,6 +499,7 @@ class RecordBuilder:
                 str(r.get("conclusion") or ""),
                 frozenset(conclusion_codes),
                 conclusion_concepts=frozenset(conclusion_concepts),
+                results=tuple(_result_ref(x) for x in items(r.get("result")) if _result_ref(x)),
             )
         )
 
@@ -496,7 +516,25 @@ class RecordBuilder:
         since = parse_when(m.get("authoredOn")) or parse_when(m.get("effectiveDateTime"))
         if since is None and isinstance(m.get("effectivePeriod"), dict):
             since = parse_when(m["effectivePeriod"].get("start"))
-        rec.meds.append(Medication(frozenset(concepts), _ref(m), label_of(cc, "medication"), since, status))
+        asserted = parse_when(m.get("dateAsserted"))
+        rec.meds.append(
+            Medication(frozenset(concepts), _ref(m), label_of(cc, "medication"), since, status, asserted)
+        )
+
+    def _dispense(self, rec: PatientRecord, d: dict[str, Any]) -> None:
+        """A completed dispense shows a prescription is current (issue 17: generators leave
+        decades-old MedicationRequests active)."""
+        if string(d.get("status")) != "completed":
+            return
+        cc = d.get("medicationCodeableConcept")
+        if not isinstance(cc, dict):
+            cc = self._contained_medication(d)
+        when = parse_when(d.get("whenHandedOver")) or parse_when(d.get("whenPrepared"))
+        if when is None:
+            return
+        for concept in self.t.match_drug(cc):
+            if concept not in rec.dispensed or rec.dispensed[concept] < when:
+                rec.dispensed[concept] = when
 
     @staticmethod
     def _contained_medication(m: dict[str, Any]) -> dict[str, Any] | None:

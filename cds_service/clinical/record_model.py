@@ -68,6 +68,9 @@ class Order:
     conclusion_codes: frozenset[str] = frozenset()
     interpretation: frozenset[str] = frozenset()
     conclusion_concepts: frozenset[str] = frozenset()  # concepts of DiagnosticReport.conclusionCode
+    # DiagnosticReport.result references ("Observation/<id>"): a panel report counts as done only
+    # when its results are filed (issue 17 section 2).
+    results: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class Medication:
     label: str
     since: datetime | None
     status: str
+    asserted: datetime | None = None  # MedicationStatement.dateAsserted: last confirmed as taken
 
 
 @dataclass
@@ -111,6 +115,13 @@ class PatientRecord:
     missing: list[str] = field(default_factory=list)  # prefetch keys we could not get
     future_visits: list[datetime] = field(default_factory=list)  # booked follow-up (R14)
     exam: list[ExamItem] = field(default_factory=list)  # structured exam Observations (issue 19)
+    # Issue 17: references of final Observations present (a panel report's results must be here),
+    # orders cancelled/revoked (an accepted suggestion is remembered until its order is resulted or
+    # cancelled) and the latest dispense per drug concept (an old "active" prescription is confirmed
+    # current by a recent dispense).
+    observation_refs: set[str] = field(default_factory=set)
+    withdrawn: list[Order] = field(default_factory=list)
+    dispensed: dict[str, datetime] = field(default_factory=dict)
 
     # ---------------------------------------------------------------- queries used by rules
 

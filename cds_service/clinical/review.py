@@ -51,6 +51,11 @@ def rules_markdown() -> str:
         "days, coded fasciculation, benign fasciculation syndrome, cramp-fasciculation syndrome, myokymia or "
         "neuromyotonia) unless it says otherwise.",
         "",
+        "Override memory: a card a clinician overrode for a patient is snoozed for `CDS_OVERRIDE_SNOOZE_DAYS` "
+        "unless the inputs that fired it change; a card whose suggestion was accepted is snoozed until that order "
+        "is resulted, completed or cancelled. Critical cards are never snoozed; the response says what was "
+        "snoozed.",
+        "",
         "Lab look-back windows (days; override with `CDS_LAB_LOOKBACK_DAYS`): "
         + ", ".join(f"{k} {v}" for k, v in sorted(DEFAULT_LOOKBACKS.items()))
         + ".",
@@ -67,6 +72,11 @@ def rules_markdown() -> str:
         out.append(f"- **Needs the fasciculation trigger:** {'yes' if r.needs_trigger else 'no'}")
         out.append(f"- **Fires when:** {r.fires_when}.")
         out.append(f"- **Suppressed when:** {r.suppressed_when}.")
+        if r.generic:
+            out.append(
+                "- **Generic card:** shown only when no more specific card is in the response; ranks after "
+                "specific cards of its severity."
+            )
         for kind in catalogue.for_rule(r.id):
             out += ["", f"### Card `{kind.id}` ({'/'.join(kind.indicators)}), file `cards/{kind.path}`", ""]
             out.append(f"Summary: _{kind.summary}_")

@@ -91,6 +91,11 @@ def prefetch_templates(t: Terminology) -> tuple[PrefetchSpec, ...]:
             if c.system == SNOMED
         }
     )
+    # Questionnaire scores read like results but searched on their own (issue 17: PHQ-2), so the
+    # lab code search stays one URL under 2,000 characters. A code search: cheap for the server.
+    surveys = sorted(
+        {c.code for k in t.concepts.values() if k.category == "survey" for c in k.codes if c.system == LOINC}
+    )
     lab_urls = _chunks(f"Observation?patient={PATIENT}&code=", [f"{LOINC}|{c}" for c in labs], MAX_URL)
     finding_urls = _chunks(
         f"Observation?patient={PATIENT}&code=", [f"{SNOMED}|{c}" for c in findings], MAX_URL
@@ -108,6 +113,11 @@ def prefetch_templates(t: Terminology) -> tuple[PrefetchSpec, ...]:
             PrefetchSpec(
                 f"findings{i + 1 if len(finding_urls) > 1 else ''}", url, required=True, all_pages=True
             )
+        )
+    if surveys:
+        codes = ",".join(f"{LOINC}|{c}" for c in surveys)
+        specs.append(
+            PrefetchSpec("screens", f"Observation?patient={PATIENT}&code={codes}{PAGE}")
         )
     specs += [
         PrefetchSpec("serviceRequests", f"ServiceRequest?patient={PATIENT}{PAGE}", all_pages=True),
@@ -164,6 +174,7 @@ class WorkupService:
             selections=selections,
             missing=[f"{k} ({call.data.keys[k].problem})" for k in call.data.missing],
             base_url=call.base_url,
+            snoozes=call.snoozes,
         )
 
     async def handle(self, call: HookCall) -> HandlerResult:
@@ -174,7 +185,7 @@ class WorkupService:
             # The fasciculation may be on a page we could not get: never a silent "none" (issue 17).
             detail = "; ".join(f"'{r.key}': {r.problem}" for r in cut)
             raise PreconditionFailed(f"Required FHIR data are incomplete: {detail}")
-        return HandlerResult(assessment.response(), assessment.records())
+        return HandlerResult(assessment.response(), assessment.records(), assessment.snoozed)
 
     # ------------------------------------------------------------------ evidence pages
 

@@ -38,6 +38,7 @@ _COLUMNS = {
     "reason": "reason",
     "latency_ms": "latency_ms",
     "foreign_dropped": "foreign_dropped",
+    "snoozed": "snoozed",
 }
 _LIMITS = {"service_id": 200, "hook": 100, "hook_instance": 200, "iss": 200, "tenant": 200, "jti": 200}
 
@@ -47,6 +48,7 @@ def complete(fields: dict[str, Any]) -> dict[str, Any]:
     out = {name: fields.get(name) for name in _COLUMNS}
     out["cards"] = int(out["cards"] or 0)
     out["rules"] = list(out["rules"] or [])
+    out["snoozed"] = list(out["snoozed"] or [])
     return out
 
 
@@ -68,6 +70,7 @@ class AuditTrail:
                 row[column] = row[column][:limit]
         row["at"] = datetime.now(UTC)
         row["rules"] = row["rules"] or None
+        row["snoozed"] = row["snoozed"] or None
         try:
             await self.store.save_audit_event(row)
         except Exception as exc:

@@ -70,6 +70,7 @@ class CallRecord:
     reason: str | None = None  # why the trust gate refused the call
     issued: list[Any] = field(default_factory=list)  # CardRecord-like: rule_id, indicator
     foreign_dropped: int | None = None  # gathered entries of another subject, dropped (issue 16)
+    snoozed: list[str] = field(default_factory=list)  # rules of cards held back by override memory
 
     @property
     def is_cds_call(self) -> bool:
@@ -93,6 +94,8 @@ class CallRecord:
             fields["foreign_dropped"] = self.foreign_dropped
         if self.issued:
             fields.update(cards=len(self.issued), rules=sorted({c.rule_id for c in self.issued}))
+        if self.snoozed:
+            fields["snoozed"] = sorted(self.snoozed)
         fields["status"] = self.status if self.status is not None else 500
         fields["latency_ms"] = round(self.elapsed() * 1000, 2)
         return fields

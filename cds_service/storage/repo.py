@@ -18,7 +18,7 @@ import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from sqlalchemy import func, insert, select
@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from cds_service.protocol.errors import CdsError, ServiceUnavailable
 from cds_service.protocol.models import FeedbackItem
-from cds_service.storage.tables import AuditEventRow, FeedbackRow, IssuedCardRow
+from cds_service.storage.tables import AuditEventRow, CardSnoozeRow, FeedbackRow, IssuedCardRow
 
 log = logging.getLogger("cds.storage")
 
@@ -73,6 +73,11 @@ def parse_timestamp(value: str) -> datetime:
     return ts.astimezone(UTC)
 
 
+def _aware(ts: datetime) -> datetime:
+    """SQLite hands timestamps back naive; they were written in UTC."""
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
 def _dedupe_key(service_id: str, item: FeedbackItem) -> str:
     reason = item.overrideReason.reason if item.overrideReason else None
     canonical = {
@@ -98,6 +103,33 @@ class IssuedCard:
     hook_instance: str
     patient_hash: str
     issued_at: datetime
+    fingerprint: str = ""  # of the inputs the card was issued on (override memory, issue 17)
+    concepts: tuple[str, ...] = ()  # concepts the card suggested
+
+
+@dataclass(frozen=True)
+class RememberedAnswer:
+    """One row of override memory in force (the call layer hands it to the topic as a Snooze)."""
+
+    rule_id: str
+    fingerprint: str
+    outcome: str
+    issued_at: datetime
+    until: datetime
+    concepts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SnoozePolicy:
+    """How long override memory lasts (issue 17): an overridden card for ``overridden_days`` unless
+    its inputs change; an accepted one until its order is closed, at most ``accepted_days``.
+    ``overridden_days`` 0 turns the memory off."""
+
+    overridden_days: int = 30
+    accepted_days: int = 90
+
+    def days(self, outcome: str) -> int:
+        return {"overridden": self.overridden_days, "accepted": self.accepted_days}.get(outcome, 0)
 
 
 class Store:
@@ -110,16 +142,26 @@ class Store:
         self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
         self._issued_stmt = self._insert(IssuedCardRow).on_conflict_do_nothing(index_elements=["card_uuid"])
 
-    async def save_feedback(self, service_id: str, items: Sequence[FeedbackItem], now: datetime) -> int:
+    async def save_feedback(
+        self,
+        service_id: str,
+        items: Sequence[FeedbackItem],
+        now: datetime,
+        snooze: SnoozePolicy | None = None,
+    ) -> int:
         """Store every item in one transaction; returns how many were new (repeats are skipped).
+        With ``snooze``, an ``overridden`` or ``accepted`` item is also remembered in
+        ``card_snoozes`` (same transaction), so the card is held back on the next calls.
         Raises ``ServiceUnavailable`` (503) or ``CdsError`` (500), see the module docstring."""
         try:
             async with asyncio.timeout(self.timeout * 2):  # engine timeouts first; this is the backstop
-                return await self._save_feedback(service_id, items, now)
+                return await self._save_feedback(service_id, items, now, snooze)
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
             raise storage_failure(exc, "storing feedback") from None
 
-    async def _save_feedback(self, service_id: str, items: Sequence[FeedbackItem], now: datetime) -> int:
+    async def _save_feedback(
+        self, service_id: str, items: Sequence[FeedbackItem], now: datetime, snooze: SnoozePolicy | None
+    ) -> int:
         rows = []
         for item in items:
             reason = item.overrideReason.reason if item.overrideReason else None
@@ -138,6 +180,17 @@ class Store:
                     "received_at": now,
                 }
             )
+        snoozes = [
+            {
+                "card_uuid": item.card,
+                "service_id": service_id,
+                "outcome": item.outcome,
+                "created_at": now,
+                "expires_at": now + timedelta(days=snooze.days(item.outcome)),
+            }
+            for item in items
+            if snooze is not None and snooze.days(item.outcome) > 0
+        ]
         new = 0
         async with self.sessions.begin() as session:
             for start in range(0, len(rows), FEEDBACK_CHUNK_ROWS):
@@ -145,7 +198,51 @@ class Store:
                 stmt = self._insert(FeedbackRow).values(chunk).on_conflict_do_nothing(index_elements=["dedupe_key"])
                 result = await session.execute(stmt)
                 new += int(getattr(result, "rowcount", 0) or 0)
+            for start in range(0, len(snoozes), FEEDBACK_CHUNK_ROWS):  # 5 columns a row: well under the limit
+                # A repeated answer for the same card keeps the first memory (no extension by repeats).
+                await session.execute(
+                    self._insert(CardSnoozeRow)
+                    .values(snoozes[start : start + FEEDBACK_CHUNK_ROWS])
+                    .on_conflict_do_nothing(index_elements=["card_uuid", "outcome"])
+                )
         return new
+
+    async def active_snoozes(self, service_id: str, patient_hash: str, now: datetime) -> list[RememberedAnswer]:
+        """The patient's remembered answers still in force, for this service: one indexed query,
+        joined to the issued card for its rule and fingerprint. Critical cards are never returned
+        (override memory must not hide one, whatever feedback said)."""
+        q = (
+            select(
+                IssuedCardRow.rule_id,
+                IssuedCardRow.fingerprint,
+                CardSnoozeRow.outcome,
+                IssuedCardRow.issued_at,
+                CardSnoozeRow.expires_at,
+                IssuedCardRow.concepts,
+            )
+            .join(IssuedCardRow, IssuedCardRow.card_uuid == CardSnoozeRow.card_uuid)
+            .where(
+                IssuedCardRow.patient_hash == patient_hash,
+                IssuedCardRow.service_id == service_id,
+                CardSnoozeRow.service_id == service_id,
+                IssuedCardRow.indicator != "critical",
+                IssuedCardRow.fingerprint.is_not(None),
+                CardSnoozeRow.expires_at > now,
+            )
+        )
+        async with self.sessions() as session:
+            rows = (await session.execute(q)).all()
+        return [
+            RememberedAnswer(
+                rule_id=r[0],
+                fingerprint=r[1] or "",
+                outcome=r[2],
+                issued_at=_aware(r[3]),
+                until=_aware(r[4]),
+                concepts=tuple(r[5] or ()),
+            )
+            for r in rows
+        ]
 
     async def record_issued(self, cards: Sequence[IssuedCard]) -> None:
         """Insert the rows in one transaction (a repeated card uuid is skipped). The statement is
@@ -153,7 +250,7 @@ class Store:
         once per call (a multi-row ``.values(rows)`` is new SQL every time)."""
         if not cards:
             return
-        rows = [c.__dict__ for c in cards]
+        rows = [{**c.__dict__, "concepts": list(c.concepts) or None, "fingerprint": c.fingerprint or None} for c in cards]
         async with self.sessions.begin() as session:
             await session.execute(self._issued_stmt, rows)
 

@@ -46,10 +46,37 @@ class IssuedCardRow(Base):
     hook_instance: Mapped[str] = mapped_column(String(200), nullable=False)
     patient_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    # Override memory (issue 17): the digest of the inputs the card was issued on, and the
+    # concepts it suggested (an accepted card is remembered until such an order is closed).
+    fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    concepts: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
 
     __table_args__ = (
         Index("ix_issued_rule_time", "rule_id", "issued_at"),
         Index("ix_issued_service_time", "service_id", "issued_at"),
+        Index("ix_issued_patient", "patient_hash"),
+    )
+
+
+class CardSnoozeRow(Base):
+    """Override memory (issue 17): a card the clinician overrode or whose suggestion was accepted,
+    held back for this patient until ``expires_at`` (or, accepted, until its order is closed).
+    Written by the feedback route; read by every call for the patient, in any worker. The rule,
+    patient hash and fingerprint come from the card's ``issued_cards`` row (joined on read, so the
+    order in which the two rows are written does not matter)."""
+
+    __tablename__ = "card_snoozes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    card_uuid: Mapped[str] = mapped_column(String(200), nullable=False)
+    service_id: Mapped[str] = mapped_column(String(200), nullable=False)
+    outcome: Mapped[str] = mapped_column(String(20), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    __table_args__ = (
+        Index("ux_snooze_card_outcome", "card_uuid", "outcome", unique=True),
+        Index("ix_snooze_expires", "expires_at"),
     )
 
 
@@ -76,5 +103,6 @@ class AuditEventRow(Base):
     latency_ms: Mapped[float] = mapped_column(Float, nullable=False)
     # Resources of another patient found in the call's data and dropped (data/subject.py).
     foreign_dropped: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    snoozed: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)  # rules held back (issue 17)
 
     __table_args__ = (Index("ix_audit_at", "at"), Index("ix_audit_iss_at", "iss", "at"))

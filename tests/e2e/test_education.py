@@ -154,7 +154,7 @@ def test_unknown_page_is_404_operation_outcome(server: CdsServer) -> None:
 
 @pytest.mark.parametrize(
     ("fixture", "rules"),
-    [("r20-reassurance", {"R20", "R14"}), ("sc1-hb-low", {"R14"}), ("r01-weakness", set())],
+    [("r20-reassurance", {"R20", "R14"}), ("sc1-hb-low", set()), ("r01-weakness", set())],
 )
 def test_cards_link_to_the_page(server: CdsServer, fixture: str, rules: set[str]) -> None:
     """The reassurance and follow-up cards link to the page with an absolute URL that resolves;

@@ -49,6 +49,7 @@ DEFAULT_LOOKBACKS: dict[str, int] = {
     "ferritin": 180,
     "gad7_total": 180,
     "phq9_total": 180,
+    "phq2": 180,
     "abi_result": 730,
     "free_t4": 30,
     "ana": 90,
@@ -107,6 +108,7 @@ class Hit:
     lines: list[str] = field(default_factory=list)
     values: dict[str, str] = field(default_factory=dict)
     delete: list[tuple[str, str]] = field(default_factory=list)  # (draft reference, label) to remove
+    snoozed: list[str] = field(default_factory=list)  # rules of cards snoozed in this response (issue 17)
 
     def remove(self, drafts: list[Any]) -> None:
         """Offer to delete these drafts (those with an id: a delete action must name its target)."""
@@ -162,6 +164,9 @@ class Rule:
     suppressed_by: tuple[str, ...] = ()  # not run when any of these (lower-ranked) rules fired
     yields_to_critical: bool = False  # dropped when any card of the response is critical
     folds_into: Fold | None = None
+    # A generic card (screening, follow-up, therapy) is shown only when no more specific card is
+    # in the response, and ranks after every specific card of its severity (issue 17 section 3).
+    generic: bool = False
 
 
 class RuleBook:
@@ -200,6 +205,7 @@ class RuleBook:
         suppressed_by: tuple[str, ...] = (),
         yields_to_critical: bool = False,
         folds_into: Fold | None = None,
+        generic: bool = False,
     ) -> Callable[[RuleFn], RuleFn]:
         """Declare a rule (the decorator ``@rule``)."""
 
@@ -207,7 +213,7 @@ class RuleBook:
             self.add(
                 Rule(
                     rule_id, title, moments, fn, fires_when, suppressed_when, seeds, rank, needs_trigger,
-                    suppressed_by, yields_to_critical, folds_into,
+                    suppressed_by, yields_to_critical, folds_into, generic,
                 )
             )  # fmt: skip
             return fn

@@ -37,6 +37,7 @@ NOT_YET_BENIGN = ("R04", "R05b", "R05d", "R05e", "R05f", "R06", "R07", "R08", "R
 # Issue 19: reflex loss, flagged first-tier results, a structural lesion, root compression, a toxic cause.
 NOT_YET_BENIGN_SEEDS = ("R23", "R24", "R25", "R26", "R28")
 CAUSE_CLASSES = ("diuretics", "corticosteroids_systemic", "estrogens", "penicillins")
+CURRENT_MEDICATION_DAYS = 365  # a prescription, statement or dispense this recent makes a drug current
 
 
 def _progressive(text: str) -> bool:
@@ -129,6 +130,7 @@ def r06_emg_indicated(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     rank=190,
     suppressed_by=("R01", "R02", "R03"),
     yields_to_critical=True,
+    generic=True,
 )
 def r11_therapy(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     if _red_flag(ctx) or any(h.indicator == "warning" for h in ctx.fired.values()):
@@ -160,7 +162,8 @@ def r11_therapy(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     "R12",
     "Anxiety and depression screening missing",
     CHART,
-    "no GAD-7 or no PHQ-9 total score within 180 days (each suggested separately); not under age 12",
+    "no GAD-7 or no depression screen (PHQ-9 total, PHQ-A/teen PHQ-9 or PHQ-2) within 180 days (each "
+    "suggested separately); not under age 12",
     (
         (
             S000,
@@ -174,6 +177,7 @@ def r11_therapy(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         ),
     ),
     rank=200,
+    generic=True,
 )
 def r12_screening(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     if rec.age is not None and rec.age < 12:
@@ -181,9 +185,13 @@ def r12_screening(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     hit = Hit("R12", "screening-missing", "info")
     names = []
     for concept, code, name in (("gad7_total", "69737-5", "GAD-7"), ("phq9_total", "44249-1", "PHQ-9")):
-        if ctx.done(rec, concept) is None and rec.lab_pending(concept) is None:
-            hit.suggest.append(Suggest(concept, "routine", code=code, label=f"{name} questionnaire"))
-            names.append(name)
+        # A PHQ-2 (55757-9/55758-7) or a PHQ-A (teen PHQ-9, 89204-2, matched as phq9_total) is a
+        # depression screen too (issue 17 section 2).
+        alternatives = ("phq2",) if concept == "phq9_total" else ()
+        if any(ctx.done(rec, c) is not None or rec.lab_pending(c) is not None for c in (concept, *alternatives)):
+            continue
+        hit.suggest.append(Suggest(concept, "routine", code=code, label=f"{name} questionnaire"))
+        names.append(name)
     if not names:
         return None
     hit.values["which"] = " and ".join(names)
@@ -195,7 +203,8 @@ def r12_screening(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     "Possible medication-induced fasciculations",
     CHART,
     "an active diuretic, systemic corticosteroid, estrogen or penicillin; warning instead of info when R05g found "
-    "low electrolytes",
+    "low electrolytes; a drug with no prescription, statement or dispense in 365 days is shown as 'recorded "
+    "active since <year>, confirm it is current'",
     (
         (S004, "Drug side effect (such as diuretics, corticosteroids and estrogens)"),
         (
@@ -220,6 +229,20 @@ def r13_drug_causes(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     indicator = "warning" if "R05g" in ctx.fired else "info"
     hit = Hit("R13", "drug-causes", indicator, [Basis.of(m) for m in meds])
     hit.values["drugs"] = ", ".join(sorted({m.label for m in meds}))
+    for m in meds:
+        # "Active" alone is not "current": generators and old systems leave prescriptions from
+        # decades ago active (issue 17 section 2). Recency = prescription date, statement date or
+        # the latest dispense of the drug.
+        same_drug = [o for o in meds if o.concepts & m.concepts]  # a renewal counts for the old one
+        dates = [d for o in same_drug for d in (o.since, o.asserted)]
+        seen = [d for d in (*dates, *(rec.dispensed.get(c) for c in m.concepts)) if d is not None]
+        if seen and max(seen) >= ctx.now - timedelta(days=CURRENT_MEDICATION_DAYS):
+            continue
+        since = f"since {m.since.year}" if m.since is not None else "with no date"
+        hit.lines.append(
+            f"{m.label}: recorded active {since}, confirm it is current (no prescription, statement or "
+            f"dispense in the last {CURRENT_MEDICATION_DAYS} days)."
+        )
     return hit
 
 
@@ -235,6 +258,7 @@ def r13_drug_causes(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     suppressed_when="R01, R02 or R03 fired",
     rank=220,
     suppressed_by=("R01", "R02", "R03"),
+    generic=True,
 )
 def r14_follow_up(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     if _red_flag(ctx) or rec.future_visits:
@@ -376,6 +400,7 @@ def r18_sensory(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         *NOT_YET_BENIGN_SEEDS,
     ),
     yields_to_critical=True,
+    generic=True,
 )
 def r20_reassurance(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     if any(h.indicator != "info" for h in ctx.fired.values()):

@@ -22,6 +22,7 @@ from cds_service.clinical.rules.base import (
     objective,
     rule,
 )
+from cds_service.clinical.terminology import terminology
 
 S000 = "000_bc010253c106cbbd.txt"
 S001 = "001_cfc4d0b4b68d0f69.txt"
@@ -35,6 +36,7 @@ FOCAL = ("muscle_weakness", "dysarthria", "dysphagia")
 ASCENDING = re.compile(r"ascend|progressi|rapidly worsen", re.I)
 EYELID = re.compile(r"eye ?lid|palpebr|orbicularis oculi", re.I)
 PAEDIATRIC_NEUROLOGY = "Referral to paediatric neurology"
+LONG_STANDING_DAYS = 365  # a UMN sign recorded longer ago than this, with a known cause, is not new
 
 
 def _onset_within(facts: list[Fact], ctx: RuleContext, days: int) -> list[Fact]:
@@ -116,7 +118,9 @@ def neurology_suggestion_or_note(rec: PatientRecord, hit: Hit, priority: str) ->
     suppressed_when="an active ALS or motor neuron disease diagnosis (work-up already done); on order hooks, "
     "when EMG/NCS and a neurology referral are both pending or in the order set. EMG is not re-suggested when "
     "one is pending or an EMG report of the last 90 days is already abnormal; a bare R29.2 gives a warning "
-    "asking for the reflex type; under 18 the referral is to paediatric neurology (text-only order)",
+    "asking for the reflex type; under 18 the referral is to paediatric neurology (text-only order); UMN signs "
+    "recorded more than a year ago with a known cause (cerebral palsy, old stroke, MS) and no other sign give a "
+    "warning to examine for new signs instead of a critical card",
     rank=30,
 )
 def r01_red_flags(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
@@ -138,6 +142,9 @@ def r01_red_flags(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
             return None
         hit = Hit("R01", "red-flag-reported-weakness", "warning", [Basis.of(f) for f in weakness])
         return hit
+    explained = _long_standing_explained_umn(rec, ctx, signs)
+    if explained is not None:
+        return explained
     hit = Hit("R01", "red-flag-motor", "critical", [Basis.of(f) for f in signs])
     hit.values["findings"] = _finding_words({f.concept for f in signs})
     emg_suggestion_or_note(rec, hit, "urgent")
@@ -147,6 +154,31 @@ def r01_red_flags(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         neurology_suggestion_or_note(rec, hit, "urgent")
     if ctx.done(rec, "ck") is None and rec.lab_pending("ck") is None:
         hit.suggest.append(Suggest("ck", "urgent"))
+    return hit
+
+
+def _long_standing_explained_umn(rec: PatientRecord, ctx: RuleContext, signs: list[Fact]) -> Hit | None:
+    """Upper-motor-neuron signs recorded more than a year ago with a known cause (cerebral palsy,
+    old stroke, MS) are not a *new* red flag (issue 17 section 2: spasticity from 1993 in cerebral
+    palsy got a critical card). Only when every sign is such a sign: then a warning asks to examine
+    for new signs. Any other sign (weakness, wasting, bulbar, a recent UMN sign) stays critical."""
+    causes = rec.has(*terminology().value_sets.get("explains_umn", ()))
+    if not causes:
+        return None
+    cutoff = ctx.now - timedelta(days=LONG_STANDING_DAYS)
+    old = []
+    for f in signs:
+        first = f.onset or f.when
+        if f.concept not in UMN or f.source != "condition" or first is None or first > cutoff:
+            return None
+        old.append(f)
+    if not old:
+        return None
+    hit = Hit("R01", "umn-long-standing", "warning", [Basis.of(f) for f in old + causes])
+    hit.values["findings"] = _finding_words({f.concept for f in old})
+    hit.values["cause"] = ", ".join(sorted({f.label for f in causes}))
+    earliest = min(f.onset or f.when or ctx.now for f in old)
+    hit.values["since"] = str(earliest.year)
     return hit
 
 

@@ -3,9 +3,11 @@ myopathy screen (R07) and ferritin when restless legs is in the differential (R1
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from cds_service.clinical.moments import CHART
-from cds_service.clinical.record_model import Fact, LabResult, PatientRecord
-from cds_service.clinical.rules.base import Basis, Fold, Hit, RuleContext, Suggest, rule
+from cds_service.clinical.record_model import Fact, LabResult, Order, PatientRecord
+from cds_service.clinical.rules.base import Basis, Fold, Hit, RuleContext, Suggest, fmt_date, rule
 
 S000 = "000_bc010253c106cbbd.txt"
 S001 = "001_cfc4d0b4b68d0f69.txt"
@@ -17,15 +19,21 @@ HIGH = frozenset({"H", "HH", "HU"})
 ABNORMAL = frozenset({"A", "AA"}) | LOW | HIGH
 # A CMP reported only as components counts when it covers what the first tier needs from it
 # (issue 11 section 1): sodium, potassium, creatinine, glucose and calcium. ALT+AST+ALP is not one.
+# Each component counts in its serum/plasma and whole-blood LOINC variants (issue 17 section 2:
+# Synthea codes its panels 2947-0 sodium, 38483-4 creatinine, 2339-0 glucose, 49765-1 calcium).
 CMP_COMPONENTS = {
-    "sodium": frozenset({"2951-2"}),
+    "sodium": frozenset({"2951-2", "2947-0"}),
     "potassium": frozenset({"2823-3", "6298-4"}),
-    "creatinine": frozenset({"2160-0"}),
-    "glucose": frozenset({"2345-7", "1558-6"}),
-    "calcium": frozenset({"17861-6", "2000-8"}),
+    "creatinine": frozenset({"2160-0", "38483-4"}),
+    "glucose": frozenset({"2345-7", "1558-6", "2339-0"}),
+    "calcium": frozenset({"17861-6", "2000-8", "49765-1"}),
 }
 B6_ORDER_TEXT = "Vitamin B6 (pyridoxal 5'-phosphate), plasma"
 BMP_CODES = frozenset({"24321-2", "51990-0"})
+CMP_PANEL = "24323-8"
+# Only an HbA1c or a *fasting* glucose screens for diabetes; a random glucose (2345-7) does not
+# (issue 17 section 2; knowledge.md: the 126 mg/dL threshold is for 1558-6 only).
+FASTING_GLUCOSE = "1558-6"
 FALLBACK_LOW = {"potassium": 3.5, "magnesium_serum": 1.7, "calcium": 8.5}  # mmol/L, mg/dL, mg/dL
 ITEM9_TEXT = {
     "not at all": 0.0,
@@ -54,35 +62,76 @@ TEST_LABEL = {
 }
 
 
-def _cmp_done(rec: PatientRecord, ctx: RuleContext) -> LabResult | None:
-    """The CMP panel, a BMP, or sodium + potassium + creatinine + glucose + calcium in the window."""
-    days = ctx.lookback("cmp")
-    bmp = [r for r in rec.results("bmp", ctx.lookback("bmp")) if r.code in BMP_CODES]
+def _cmp_done(rec: PatientRecord, ctx: RuleContext) -> LabResult | Order | None:
+    """The CMP panel, a BMP, a final panel DiagnosticReport whose results are filed (at least one
+    of the Observations it lists is in the record as a final result: the service fetches only the
+    component codes it reads, so chloride or urea may be absent by design), or sodium + potassium +
+    creatinine + glucose + calcium (any specimen variant), in the look-back window."""
+    return _metabolic_panel(rec, ctx.lookback("cmp"), ctx.lookback("bmp"))
+
+
+def _metabolic_panel(rec: PatientRecord, days: int | None, bmp_days: int | None) -> LabResult | Order | None:
+    bmp = [r for r in rec.results("bmp", bmp_days) if r.code in BMP_CODES]
     if bmp:
         return bmp[0]
     results = rec.results("cmp", days)
-    panels = [r for r in results if r.code == "24323-8"]
+    panels = [r for r in results if r.code == CMP_PANEL]
     if panels:
         return panels[0]
-    pool = results + [
-        r for c in ("fasting_glucose", "calcium", "potassium") for r in rec.results(c, days)
+    cutoff = rec.now - timedelta(days=days) if days is not None else None
+    reports = [
+        o
+        for o in rec.done_orders("cmp", "bmp")
+        if o.kind == "DiagnosticReport"
+        and any(ref in rec.observation_refs for ref in o.results)
+        and (cutoff is None or (o.when is not None and o.when >= cutoff))
     ]
+    if reports:
+        return reports[0]
+    pool = results + [r for c in ("fasting_glucose", "calcium", "potassium") for r in rec.results(c, days)]
     codes = {r.code for r in pool}
     if all(codes & wanted for wanted in CMP_COMPONENTS.values()):
         return max(pool, key=lambda r: r.when or rec.now)
     return None
 
 
+def _diabetes_screen(rec: PatientRecord, days: int | None, fpg_days: int | None) -> LabResult | None:
+    a1c = rec.latest("hba1c", days)
+    if a1c is not None:
+        return a1c
+    return next((r for r in rec.results("fasting_glucose", fpg_days) if r.code == FASTING_GLUCOSE), None)
+
+
+def last_done(rec: PatientRecord, test: str) -> LabResult | Order | None:
+    """The newest result of a first-tier test at any date (for "last CBC 4 years ago")."""
+    if test == "diabetes_screen":
+        return _diabetes_screen(rec, None, None)
+    if test == "cmp":
+        return _metabolic_panel(rec, None, None)
+    return rec.latest(test)
+
+
+def ago_words(when: datetime, now: datetime) -> str:
+    """'4 years ago', '7 months ago', '12 days ago': how long since a test, at a glance."""
+    days = max((now - when).days, 0)
+    if days >= 730:
+        return f"{days // 365} years ago"
+    if days >= 60:
+        return f"{days // 30} months ago"
+    return f"{days} day{'s' if days != 1 else ''} ago"
+
+
 def test_status(rec: PatientRecord, ctx: RuleContext, test: str) -> tuple[str, object | None]:
     """('done'|'pending'|'missing', the result or order that decided it)."""
     if test == "diabetes_screen":
-        for concept in ("hba1c", "fasting_glucose"):
-            if (r := ctx.done(rec, concept)) is not None:
-                return "done", r
-        for concept in ("hba1c", "fasting_glucose"):
-            if (p := rec.lab_pending(concept)) is not None:
-                return "pending", p
-        return "missing", None
+        screen = _diabetes_screen(rec, ctx.lookback("hba1c"), ctx.lookback("fasting_glucose"))
+        if screen is not None:
+            return "done", screen
+        pending_fpg = next(
+            (r for r in rec.labs.get("fasting_glucose", ()) if r.pending and r.code == FASTING_GLUCOSE), None
+        )
+        pending = rec.lab_pending("hba1c") or pending_fpg
+        return ("pending", pending) if pending is not None else ("missing", None)
     done = _cmp_done(rec, ctx) if test == "cmp" else ctx.done(rec, test)
     if done is not None:
         return "done", done
@@ -95,8 +144,11 @@ def test_status(rec: PatientRecord, ctx: RuleContext, test: str) -> tuple[str, o
     "First-tier laboratory gaps",
     CHART,
     "fasciculation and one or more first-tier tests neither resulted within its look-back window nor pending: "
-    "HbA1c or fasting glucose, CBC, CMP, B12, TSH, SPEP, magnesium; plus CK, folate and B6 when weakness or "
-    "myalgia, achiness, stiffness or exercise intolerance is recorded",
+    "HbA1c or fasting glucose (LOINC 1558-6; a random glucose 2345-7 does not count), CBC, CMP, B12, TSH, SPEP, "
+    "magnesium; plus CK, folate and B6 when weakness or myalgia, achiness, stiffness or exercise intolerance is "
+    "recorded. A CMP is the panel, a BMP, a final panel DiagnosticReport with filed results, or Na + K + "
+    "creatinine + glucose + Ca (serum/plasma or whole-blood codes). A test done before its window is listed with "
+    "when it was last done ('Last CBC 4 years ago')",
     (
         (
             S000,
@@ -131,6 +183,14 @@ def r04_lab_gaps(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         state, item = test_status(rec, ctx, test)
         if state == "missing":
             missing.append(test)
+            last = last_done(rec, test)
+            if last is not None and last.when is not None:
+                # Say when it was last done, and the window it fell out of (issue 17 section 2).
+                window = ctx.lookback("hba1c" if test == "diabetes_screen" else test)
+                hit.lines.append(
+                    f"Last {TEST_LABEL[test]} {ago_words(last.when, ctx.now)} ({fmt_date(last.when)}; "
+                    f"look-back {window} days)."
+                )
             if test == "vitamin_b6":
                 # 39786-9 is pyridoxine, not the B6 status test (PLP): order by text (issue 11 s.5).
                 hit.suggest.append(Suggest(test, "routine", text_only=B6_ORDER_TEXT))

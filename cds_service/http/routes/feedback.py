@@ -15,7 +15,7 @@ from cds_service.ops import metrics
 from cds_service.protocol.errors import BadRequest
 from cds_service.protocol.models import FeedbackRequest
 from cds_service.protocol.openapi import error_responses, feedback_openapi_extra
-from cds_service.storage.repo import parse_timestamp
+from cds_service.storage.repo import SnoozePolicy, parse_timestamp
 
 log = logging.getLogger("cds.service")
 router = APIRouter(tags=["CDS Hooks"])
@@ -36,7 +36,11 @@ async def feedback(service_id: str, request: Request, rt: RuntimeDep) -> Respons
             parse_timestamp(item.outcomeTimestamp)
         except ValueError:
             raise BadRequest(f"feedback.{i}.outcomeTimestamp: not an RFC 3339 timestamp") from None
-    stored = await rt.store.save_feedback(service_id, fb.feedback, datetime.now(UTC))
+    # Override memory (issue 17): overridden/accepted cards are remembered in the same transaction.
+    # The cards' issued rows of this process are committed first, so the next call finds them.
+    await rt.issued.flush()
+    policy = SnoozePolicy(rt.settings.override_snooze_days, rt.settings.accepted_snooze_days)
+    stored = await rt.store.save_feedback(service_id, fb.feedback, datetime.now(UTC), policy)
     metrics.feedback_received(service_id, fb.feedback)
     log.info(
         "feedback stored",

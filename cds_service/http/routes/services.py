@@ -36,6 +36,7 @@ async def call_service(
         client=client,
         base_url=base,
         record=record,
+        memory=rt.store.active_snoozes if rt.settings.override_memory else None,
     )
     await rt.issued.submit(outcome.issued)
     return JSONResponse(outcome.body)
