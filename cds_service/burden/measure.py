@@ -166,6 +166,19 @@ def lab_gap_names(ans: Answer) -> set[str] | None:
     return None
 
 
+def _age(resources: list[dict[str, Any]], now: datetime) -> int | None:
+    """Whole years from the Patient's birthDate (None when absent or unreadable)."""
+    for r in resources:
+        birth = r.get("birthDate") if r.get("resourceType") == "Patient" else None
+        if isinstance(birth, str) and len(birth) >= 4 and birth[:4].isdigit():
+            try:
+                born = datetime.fromisoformat(birth[:10]) if len(birth) >= 10 else datetime(int(birth[:4]), 7, 1)
+            except ValueError:
+                return None
+            return now.year - born.year - ((now.month, now.day) < (born.month, born.day))
+    return None
+
+
 def verdict(truth: bool, named: bool) -> str:
     if truth and named:
         return "false-missing"
@@ -252,7 +265,10 @@ async def assess_patient(
         if not fired_rules & EMERGENCY_RULES:
             truth = lab_truth(patient.resources, now, lookbacks)
             names = lab_gap_names(full) or set()
-            result.hba1c = verdict(truth["hba1c"], "HbA1c" in names)
+            # Under 18 the lab-gap card leaves out the adult HbA1c screen on purpose (issue 11):
+            # neither "done" nor "missing" is a verdict there.
+            child = _age(patient.resources, now)
+            result.hba1c = "n/a" if child is not None and child < 18 else verdict(truth["hba1c"], "HbA1c" in names)
             result.cmp = verdict(truth["cmp"], "CMP" in names)
         critical = sum(1 for _, ind in shown.rules if ind == "critical")
         if critical and not has_new_deficit(t, patient.resources, now):

@@ -291,3 +291,18 @@ def test_cli_usage_errors(tmp_path: Path) -> None:
             cwd=ROOT,
         )
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_age_for_the_paediatric_hba1c_exclusion() -> None:
+    """Under 18 the lab-gap card leaves HbA1c out on purpose, so the burden check must not call that
+    a false "done": it needs the patient's age (whole years; none without a readable birthDate)."""
+    from datetime import UTC, datetime
+
+    from cds_service.burden.measure import _age
+
+    now = datetime(2026, 11, 30, tzinfo=UTC)
+    assert _age([{"resourceType": "Patient", "birthDate": "2010-12-01"}], now) == 15
+    assert _age([{"resourceType": "Patient", "birthDate": "2008-11-30"}], now) == 18
+    assert _age([{"resourceType": "Patient", "birthDate": "1970"}], now) == 56
+    assert _age([{"resourceType": "Patient"}], now) is None
+    assert _age([{"resourceType": "Patient", "birthDate": "20xx-01-01"}], now) is None
