@@ -47,6 +47,7 @@ from cds_service.protocol.openapi import error_responses, feedback_openapi_extra
 from cds_service.protocol.validate import response_problems
 from cds_service.registry import HookCall, Registry, load_services
 from cds_service.settings import Settings, get_settings
+from cds_service.smart.router import build_router as smart_router
 from cds_service.storage.db import make_engine, upgrade_async
 from cds_service.storage.repo import IssuedCard, Store, parse_timestamp
 from cds_service.storage.writer import IssuedWriter
@@ -360,6 +361,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         return JSONResponse({"status": "ok"})
 
     app.include_router(ops_router)  # /readyz, /metrics, /analytics/feedback
+    app.include_router(smart_router(settings))  # /smart/...: the SMART companion app (docs/smart-app.md)
     app.add_middleware(TrustGate, trust=trust)  # innermost: its 401s pass through CORS
     app.add_middleware(GuardErrors)
     origins = settings.cors_allow_origins

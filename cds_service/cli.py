@@ -165,6 +165,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if not args.bundle.is_file():
         print(f"no such file: {args.bundle}", file=sys.stderr)
         return 2
+    if args.html:
+        return _evaluate_html(args)
     try:
         cards = evaluate_bundle(args.bundle, args.hook, as_fixture=args.fixture)
     except (ValueError, KeyError) as exc:
@@ -174,6 +176,21 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(dump(CdsResponse(cards=[c for _, c in cards])), indent=2))
     else:
         print(format_cards(cards))
+    return 0
+
+
+def _evaluate_html(args: argparse.Namespace) -> int:
+    """The SMART app's page for the Bundle, written to a file (docs/smart-app.md)."""
+    from cds_service.settings import Settings
+    from cds_service.smart.offline import bundle_page
+
+    try:
+        html, count = bundle_page(args.bundle, Settings(), as_fixture=args.fixture)
+    except (ValueError, KeyError, LookupError) as exc:
+        print(f"cannot evaluate {args.bundle}: {exc}", file=sys.stderr)
+        return 2
+    args.html.write_text(html)
+    print(f"wrote {args.html} ({count} card(s))")
     return 0
 
 
@@ -221,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--hook", default="patient-view", help="hook to evaluate (default patient-view)")
     ev.add_argument("--json", action="store_true", help="print the CDS Hooks response JSON instead of text")
     ev.add_argument("--fixture", action="store_true", help="a fixtures/patients file: shift its dates to today")
+    ev.add_argument("--html", type=Path, metavar="FILE", help="write the SMART app's work-up page for the Bundle")
     ev.set_defaults(func=_evaluate)
     doc = sub.add_parser("rules-doc", help="generate docs/clinical-rules.md from the rules and card catalogue")
     doc.add_argument("--write", action="store_true", help="write the file (default: print to stdout)")

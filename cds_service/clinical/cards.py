@@ -46,6 +46,9 @@ PER_REQUEST: dict[str, Any] = {
     "requester": {"reference": "Practitioner/p"},
     "reasonReference": [{"reference": "Condition/p"}],
 }
+# Cards that open the SMART companion app (docs/smart-app.md), and the section each opens.
+SMART_SECTIONS = {"R01": "red-flags", "R02": "red-flags", "R03": "red-flags", "R04": "workup", "R06": "emg",
+                  "R08": "emg", "R09": "emg"}
 SHAPE_MEMO_SIZE = 4096  # distinct suggestion shapes remembered as valid (the catalogue has < 200)
 
 
@@ -130,6 +133,7 @@ class RenderContext:
     intent: str
     reason_condition: str | None  # "Condition/x" of the fasciculation, for reasonReference
     missing: list[str]
+    smart_launch_url: str | None = None  # set only with a public base URL and the app configured
 
 
 def fill(template: str, values: dict[str, str]) -> str:
@@ -197,6 +201,12 @@ class Renderer:
                     type="absolute",
                 ),
                 *(Link(label=link["label"], url=link["url"], type="absolute") for link in kind.links),
+                *(
+                    [Link(label="Open the whole work-up (SMART app)", url=rc.smart_launch_url, type="smart",
+                          appContext=SMART_SECTIONS[hit.rule])]
+                    if rc.smart_launch_url and hit.rule in SMART_SECTIONS
+                    else []
+                ),
             ],
         )
 

@@ -28,6 +28,7 @@ from cds_service.registry import (
     ServiceDefinition,
 )
 from cds_service.settings import Settings
+from cds_service.smart.config import SmartSettings
 
 SERVICE_ID = "fasciculation-workup"
 MAX_URL = 2000
@@ -132,6 +133,8 @@ class WorkupService:
         self.renderer = Renderer(self.catalogue, self.t)
         self.builder = RecordBuilder(self.t, use_trigger_text=settings.trigger_free_text)
         self.lookbacks = {**DEFAULT_LOOKBACKS, **settings.lab_lookback_days}
+        public = settings.public_base_url
+        self.smart_url = f"{public.rstrip('/')}/smart/launch" if public and SmartSettings().enabled else None
         rule_ids = {r.id for r in RULES}
         orphans = sorted(k.id for k in self.catalogue.kinds.values() if k.rule not in rule_ids)
         if orphans:
@@ -189,6 +192,7 @@ class WorkupService:
             intent=self.settings.order_intent,
             reason_condition=trigger_condition,
             missing=missing,
+            smart_launch_url=self.smart_url,
         )
         cards = [self.renderer.render(hit, rc) for hit in result.hits]
         issued = [
