@@ -3,7 +3,7 @@
 ``GET /smart/launch``   EHR launch (``iss`` + ``launch``) or standalone launch (``iss`` only)
 ``GET /smart/callback`` the redirect URI: checks ``state`` and its browser, handles ``error=``
 ``GET /smart/app``      the page, read fresh from the EHR with the session's token
-``GET /smart/``         standalone start: the allow-listed EHRs
+``GET /smart``          standalone start: the allow-listed EHRs
 ``GET /smart/jwks.json`` our public key set (confidential client with ``private_key_jwt``)
 
 Every answer is HTML with a strict CSP, ``no-store`` and ``no-referrer`` (the callback URL holds
@@ -83,7 +83,7 @@ def build_router(settings: Settings, smart: SmartSettings | None = None) -> APIR
     def page(status: int, title: str, message: str, relaunch: bool = False) -> Response:
         return headers(
             Response(
-                error_page(title, message, "/smart/" if relaunch else None), status, media_type="text/html"
+                error_page(title, message, "/smart" if relaunch else None), status, media_type="text/html"
             )
         )
 
@@ -101,7 +101,7 @@ def build_router(settings: Settings, smart: SmartSettings | None = None) -> APIR
     def client() -> httpx.AsyncClient:
         return httpx.AsyncClient(timeout=cfg.fhir_timeout_seconds, follow_redirects=False, trust_env=False)
 
-    @router.get("/")
+    @router.get("")  # /smart (the service drops a trailing slash before routing)
     async def start(request: Request) -> Response:
         if not cfg.enabled:
             return page(
