@@ -230,7 +230,8 @@ def build_router(settings: Settings, smart: SmartSettings | None = None) -> APIR
         secret = store.open(session)
         section = section_of(token.app_context)
         resp = headers(RedirectResponse("/smart/app" + (f"#{section}" if section else ""), status_code=303))
-        cookie(resp, request, SESSION_COOKIE, secret, lifetime)
+        # The cookie outlives a short token so the page can say "expired"; the server enforces expiry.
+        cookie(resp, request, SESSION_COOKIE, secret, cfg.session_minutes * 60)
         resp.delete_cookie(LAUNCH_COOKIE, path="/smart")
         log.info(
             "smart session opened",
