@@ -8,14 +8,13 @@ error pages; screenshots are saved under test-artefacts/smart/."""
 from __future__ import annotations
 
 import json
-import re
 import socket
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -132,7 +131,7 @@ def test_ehr_launch_red_flag_patient(service: CdsServer, launcher: Launcher) -> 
     assert page["sections"] == ["red-flags", "workup", "trends", "emg", "medications", "orders", "follow-up", "cards"]
     # the browser went to the launcher to authorise (PKCE S256, aud = iss) and back, nowhere else
     auth = next(r["url"] for r in report["requests"] if "/auth/authorize" in r["url"])
-    assert "code_challenge_method=S256" in auth and "aud=" + re.escape("") in auth
+    assert "code_challenge_method=S256" in auth and "code_challenge=" in auth and "state=" in auth
     assert f"aud={launcher.iss.replace(':', '%3A').replace('/', '%2F')}" in auth
     assert not any("access_token" in r["url"] for r in report["requests"])
     check_clean(report, service, launcher)
@@ -272,4 +271,32 @@ def test_confidential_client_private_key_jwt(confidential: CdsServer, launcher: 
     bad = browse([{"goto": ehr_launch(confidential, launcher, "fx-r01-weakness", client_type=2,
                                       jwks=json.dumps({"keys": [jwk]}))}])
     assert bad["steps"][-1]["status"] == 401 and "Sign-in failed" in bad["steps"][-1]["text"]
-    assert "private_key_jwt" not in Path(confidential.log_path).read_text() or True
+
+
+
+def test_state_is_bound_to_the_browser_and_single_use(service: CdsServer, launcher: Launcher) -> None:
+    """The launch by hand (httpx as the browser): cookies are HttpOnly/SameSite on /smart; a callback
+    from another browser (no launch cookie) is refused; a replayed callback is refused."""
+    with httpx.Client(follow_redirects=False, timeout=30) as browser:
+        r = browser.get(ehr_launch(service, launcher, "fx-r01-weakness"))
+        assert r.status_code == 302 and r.headers["location"].startswith(launcher.base + "/v/r4/auth/authorize")
+        set_cookie = r.headers["set-cookie"].lower()
+        assert "httponly" in set_cookie and "samesite=lax" in set_cookie and "path=/smart" in set_cookie
+        r = browser.get(r.headers["location"])
+        assert r.status_code == 302
+        callback = r.headers["location"]
+        assert callback.startswith(service.url("/smart/callback?")) and "state=" in callback
+        other = httpx.get(callback, follow_redirects=False, timeout=30)  # a different browser: no cookie
+        assert other.status_code == 400 and "different browser" in other.text
+    with httpx.Client(follow_redirects=False, timeout=30) as browser:
+        r = browser.get(ehr_launch(service, launcher, "fx-r01-weakness"))
+        callback = browser.get(r.headers["location"]).headers["location"]
+        done = browser.get(callback)
+        assert done.status_code == 303 and done.headers["location"] == "/smart/app"
+        session_cookie = next(v for v in done.headers.get_list("set-cookie") if v.startswith("cds_smart_session="))
+        assert "httponly" in session_cookie.lower() and "samesite=lax" in session_cookie.lower()
+        assert browser.get(service.url("/smart/app")).status_code == 200
+        replay = browser.get(callback)
+        assert replay.status_code == 400 and "wrong or expired state" in replay.text
+    logs = service.logs()
+    assert "smart session opened" in logs and "eyJ" not in logs  # no token, code or id_token in the log
