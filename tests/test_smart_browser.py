@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -70,7 +71,9 @@ def short_launcher(fhir_open: FhirServer, loaded: dict[str, Any]) -> Iterator[La
 @pytest.fixture(scope="module")
 def service(launcher: Launcher, short_launcher: Launcher) -> Iterator[CdsServer]:
     allowed = [launcher.iss, short_launcher.iss, launcher.sim_iss(STANDALONE)]
-    with run_cds_server({"CDS_SMART_ALLOWED_ISS": json.dumps(allowed)}) as s:
+    port = free_port()  # known in advance: it is the public base URL, so cards carry the app's link
+    env = {"CDS_SMART_ALLOWED_ISS": json.dumps(allowed), "CDS_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
+    with run_cds_server(env, port=port) as s:
         yield s
 
 
@@ -300,3 +303,43 @@ def test_state_is_bound_to_the_browser_and_single_use(service: CdsServer, launch
         assert replay.status_code == 400 and "wrong or expired state" in replay.text
     logs = service.logs()
     assert "smart session opened" in logs and "eyJ" not in logs  # no token, code or id_token in the log
+
+
+def hook_cards(service: CdsServer, fhir: FhirServer, patient: str) -> list[dict[str, Any]]:
+    body = {
+        "hook": "patient-view",
+        "hookInstance": str(uuid.uuid4()),
+        "fhirServer": fhir.base,
+        "context": {"patientId": patient, "userId": "Practitioner/dr-1"},
+    }
+    r = httpx.post(service.url("/cds-services/fasciculation-workup"), json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    cards: list[dict[str, Any]] = r.json()["cards"]
+    return cards
+
+
+def test_card_smart_link_opens_the_app(service: CdsServer, launcher: Launcher, fhir_open: FhirServer) -> None:
+    """Done when: the hook's card carries the smart link; followed as an EHR does (url + iss +
+    launch) it opens the app, and the page shows the cards the hook gave."""
+    cards = hook_cards(service, fhir_open, "fx-r01-weakness")
+    links = {c["summary"][:20]: [lk for lk in c["links"] if lk["type"] == "smart"] for c in cards}
+    red = next(v for k, v in links.items() if k.startswith("Fasciculations with"))
+    assert red == [{"label": "Open the whole work-up (SMART app)", "url": service.url("/smart/launch"),
+                    "type": "smart", "appContext": "red-flags"}]
+    assert next(v for k, v in links.items() if k.startswith("First-tier"))[0]["appContext"] == "workup"
+    url = red[0]["url"] + "?" + urlencode({"iss": launcher.iss, "launch": launch_code(0, "fx-r01-weakness")})
+    text = browse([{"goto": url}])["steps"][-1]["text"]
+    for card in cards:
+        assert card["summary"] in text
+
+
+def test_page_shows_the_same_cards_as_the_hook(service: CdsServer, launcher: Launcher, fhir_open: FhirServer) -> None:
+    """The app reads through the launcher's proxy (which collapses an unencoded // in queries), the
+    hook here straight from SEKMET: with the queries percent-encoded, both see every lab result."""
+    cards = hook_cards(service, fhir_open, "fx-r20-reassurance")
+    assert [c["summary"][:40] for c in cards] and not any("First-tier" in c["summary"] for c in cards)
+    text = browse([{"goto": ehr_launch(service, launcher, "fx-r20-reassurance")}])["steps"][-1]["text"]
+    shown = section(text, "Decision support cards", "")
+    for card in cards:
+        assert card["summary"] in shown
+    assert shown.count("Why this card") == len(cards)

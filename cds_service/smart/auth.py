@@ -2,9 +2,10 @@
 exchange and (for a confidential client) ``private_key_jwt`` client authentication.
 
 Every URL fetched here comes from an allow-listed ``iss`` (discovery) or from that server's own
-SMART configuration (token endpoint, JWKS), and the token endpoint must share the origin of the
-authorisation server the configuration names: a tampered configuration cannot send our code or
-assertion elsewhere. Errors carry a message for the clinician, never a token, code or verifier.
+SMART configuration (token endpoint, JWKS); the token endpoint must be https (loopback excepted)
+and the id_token's key set must be served by the token endpoint's host. The code and verifier go
+only in the form body of the token request; our client assertion is bound to that endpoint by its
+``aud``. Errors carry a message for the clinician, never a token, code or verifier.
 """
 
 from __future__ import annotations

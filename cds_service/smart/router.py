@@ -17,7 +17,7 @@ import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 from fastapi import APIRouter, Request
@@ -107,8 +107,6 @@ def build_router(settings: Settings, smart: SmartSettings | None = None) -> APIR
             return page(
                 404, "App not configured", "No EHR is allow-listed for the SMART app on this service."
             )
-        from urllib.parse import urlencode
-
         links = [(iss, f"{base(request)}/smart/launch?{urlencode({'iss': iss})}") for iss in cfg.allowed_iss]
         return headers(Response(picker_page(links), media_type="text/html"))
 

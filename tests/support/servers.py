@@ -101,9 +101,12 @@ class CdsServer:
 
 
 @contextlib.contextmanager
-def run_cds_server(env: dict[str, str] | None = None, workdir: Path | None = None) -> Iterator[CdsServer]:
-    """Start the real service on a free port with the given CDS_* settings."""
-    port = free_port()
+def run_cds_server(
+    env: dict[str, str] | None = None, workdir: Path | None = None, port: int | None = None
+) -> Iterator[CdsServer]:
+    """Start the real service on a free port (or ``port``, when a test must know its URL in
+    advance, e.g. for CDS_PUBLIC_BASE_URL) with the given CDS_* settings."""
+    port = port or free_port()
     tmp = Path(tempfile.mkdtemp(prefix="cds-e2e-"))
     full_env = {
         k: v for k, v in os.environ.items() if not k.startswith("CDS_") or k == "CDS_TEST_REQUIRE_ALL"
