@@ -206,3 +206,27 @@ def test_evaluate_html_writes_a_standalone_page(tmp_path: Path, capsys: pytest.C
     bad = tmp_path / "bad.json"
     bad.write_text('{"resourceType": "Patient"}')
     assert main(["evaluate", str(bad), "--html", str(tmp_path / "x.html")]) == 2
+
+
+def test_mrc_grades_are_shown_as_deficits(tmp_path: Path) -> None:
+    """Strength graded 3/5 (found by text: no verified code exists) is shown as an objective
+    deficit, and the page no longer says 'None recorded'."""
+    from cds_service.smart.offline import bundle_page
+
+    fx = fixtures.load(fixtures.ROOT / "patients" / "r20-reassurance.json")
+    patient = next(e["resource"]["id"] for e in fx.bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+    grade = {
+        "resourceType": "Observation", "id": "mrc-1", "status": "final",
+        "code": {"text": "Muscle strength (MRC), left deltoid"},
+        "bodySite": {"text": "left deltoid"},
+        "subject": {"reference": f"Patient/{patient}"},
+        "effectiveDateTime": fx.bundle["timestamp"], "valueInteger": 3,
+    }
+    normal = {**grade, "id": "mrc-2", "valueString": "5/5", "valueInteger": None}
+    bundle = {**fx.bundle, "entry": [*fx.bundle["entry"], {"resource": grade}, {"resource": normal}]}
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(bundle))
+    html, _ = bundle_page(path, Settings())
+    assert "Muscle strength (MRC), left deltoid (left deltoid): 3/5" in html and "objective, reduced" in html
+    assert ": 5/5" in html and "objective, normal" in html
+    assert "None recorded: no weakness" not in html

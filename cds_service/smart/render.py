@@ -195,12 +195,21 @@ def _flag_rows(flags: list[RedFlag]) -> list[list[str]]:
 
 def _red_flags(page: PageModel) -> str:
     head = ["Finding", "Kind", "Recorded as", "Date", "Source"]
+    reduced = [g for g in page.strength if g.how.endswith("reduced")]
     if page.red_flags:
         out = _table(head, _flag_rows(page.red_flags), "Objective deficits and signs on record")
+    elif reduced:
+        out = '<p class="none">Reduced strength is graded below (MRC); no coded deficit is on record.</p>'
     else:
         out = (
             '<p class="none">None recorded: no weakness, atrophy, upper-motor-neuron sign, bulbar sign or '
             "reflex abnormality is on record.</p>"
+        )
+    if page.strength:
+        out += _table(head, _flag_rows(page.strength), "Strength graded on the MRC scale (0-5)")
+        out += (
+            "<p>MRC grades are found by the text of the observation (no verified code exists), so the "
+            "rules do not read them; a grade below 5 is an objective deficit to weigh.</p>"
         )
     if page.absent_findings:
         out += _table(head, _flag_rows(page.absent_findings), "Examined and recorded as absent")

@@ -22,6 +22,7 @@ from cds_service.clinical.record import (
     PatientRecord,
     RecordBuilder,
     label_of,
+    parse_when,
 )
 from cds_service.clinical.rules.base import BULBAR, DEFAULT_LOOKBACKS, EMG, TRIGGERS, UMN, RuleContext
 from cds_service.clinical.rules.management import ABNORMAL_EMG, CAUSE_CLASSES, NEGATED_EMG, abnormal_emg
@@ -74,6 +75,11 @@ CLASS_LABELS = {
     OVERDOSE_CLASS: "anticholinergic (in overdose)",
 }
 _SENTENCE = re.compile(r"(?<=[.;!?])\s+")
+# Strength grades have no verified code in the catalogue, so the rules cannot read them; the page
+# finds them by the text of the Observation's code and shows them (0-5, MRC scale).
+_MRC = re.compile(r"\bMRC\b|muscle strength|strength grade|power grade", re.I)
+_GRADE = re.compile(r"^\s*([0-5](?:\.\d)?)\s*(?:/\s*5)?\s*[+-]?\s*$")
+RESULT_STATUS = frozenset({"final", "amended", "corrected"})
 
 
 def fmt_day(when: datetime | None) -> str:
@@ -165,6 +171,7 @@ class PageModel:
     header: Header
     in_scope: bool
     red_flags: list[RedFlag] = field(default_factory=list)
+    strength: list[RedFlag] = field(default_factory=list)  # MRC grades (reduced ones are deficits)
     absent_findings: list[RedFlag] = field(default_factory=list)
     checklist: list[ChecklistRow] = field(default_factory=list)
     trends: list[Trend] = field(default_factory=list)
@@ -286,6 +293,7 @@ class ViewBuilder:
             return page
         ctx = RuleContext(now, "patient-view", self.lookbacks, triggers)
         page.red_flags = [self._flag_row(f) for c in RED_FLAG_CONCEPTS for f in rec.facts if f.concept == c]
+        page.strength = mrc_grades(resources.get("Observation", []))
         page.absent_findings = [self._flag_row(f) for f in rec.negated if f.concept in RED_FLAG_CONCEPTS]
         page.checklist = self._checklist(rec, ctx, raw)
         page.trends = self._trends(rec, raw)
@@ -460,3 +468,40 @@ def emg_reading(conclusion: str) -> tuple[str, str]:
         if NEGATED_EMG.search(s):
             return "no denervation or neurogenic change", s.strip()
     return "no denervation or neurogenic change found in the text", sentences[0].strip()
+
+
+def _grade(o: dict[str, Any]) -> float | None:
+    value = o.get("valueInteger")
+    if value is None and isinstance(o.get("valueQuantity"), dict):
+        value = o["valueQuantity"].get("value")
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value) if 0 <= value <= 5 else None
+    if isinstance(o.get("valueString"), str) and (m := _GRADE.match(o["valueString"])):
+        return float(m.group(1))
+    return None
+
+
+def mrc_grades(observations: list[dict[str, Any]]) -> list[RedFlag]:
+    """Strength graded on the MRC scale (0-5), newest first; below 5 is an objective deficit."""
+    out = []
+    for o in observations:
+        label = label_of(o.get("code"), "")
+        if o.get("status") not in RESULT_STATUS or not _MRC.search(label):
+            continue
+        grade = _grade(o)
+        if grade is None:
+            continue
+        sites = label_of(o["bodySite"], "") if isinstance(o.get("bodySite"), dict) else ""
+        when = parse_when(o.get("effectiveDateTime")) or parse_when(o.get("issued"))
+        out.append(
+            RedFlag(
+                finding=f"{label}{' (' + sites + ')' if sites else ''}: {grade:g}/5",
+                kind="MRC strength grade",
+                date=fmt_day(when),
+                source=f"Observation/{o.get('id', '?')}",
+                how="objective, reduced" if grade < 5 else "objective, normal",
+            )
+        )
+    return sorted(out, key=lambda r: r.date, reverse=True)
