@@ -63,8 +63,8 @@ def launcher(fhir_open: FhirServer, loaded: dict[str, Any]) -> Iterator[Launcher
 
 @pytest.fixture(scope="module")
 def short_launcher(fhir_open: FhirServer, loaded: dict[str, Any]) -> Iterator[Launcher]:
-    """Tokens of 3 seconds: a real expiry."""
-    with run_launcher(fhir_open.base, token_minutes=0.05) as lch:
+    """Tokens of 6 seconds: a real expiry (long enough for the first page under load)."""
+    with run_launcher(fhir_open.base, token_minutes=0.1) as lch:
         yield lch
 
 
@@ -213,7 +213,7 @@ def test_wrong_state(service: CdsServer, launcher: Launcher) -> None:
 
 
 def test_expired_token(service: CdsServer, short_launcher: Launcher) -> None:
-    report = browse([{"goto": ehr_launch(service, short_launcher, "fx-r01-weakness")}, {"reload": True, "waitMs": 4000}])
+    report = browse([{"goto": ehr_launch(service, short_launcher, "fx-r01-weakness")}, {"reload": True, "waitMs": 7000}])
     first, again = report["steps"]
     assert first["status"] == 200 and "R01 Weakness Synthetic" in first["text"]
     assert again["status"] == 401 and "Session expired" in again["text"] and "R01 Weakness" not in again["text"]
