@@ -29,6 +29,8 @@ RUN python3 -m venv /opt/cds \
        > requirements.txt \
     && /opt/cds/bin/pip install --no-cache-dir -r requirements.txt
 COPY cds_service ./cds_service
+# the fixture loader and EHR simulator: the demo seed and the ehr/conformance commands use them
+COPY cds_tools ./cds_tools
 RUN /opt/cds/bin/pip install --no-cache-dir --no-deps . \
     && /opt/cds/bin/python -m compileall -q /opt/cds/lib \
     && /opt/cds/bin/pip uninstall --yes pip

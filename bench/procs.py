@@ -4,30 +4,22 @@ Every row's server is one uvicorn process with one worker, started the same way 
 uvloop and httptools, no access log), so rows differ only in the application they run. On Linux
 with two or more CPUs the servers are pinned to the first CPU and the load generator to the second,
 so the generator never takes the server's core; the figures then mean "one worker on one core".
+Ports, waiting and stopping are the shared harness's (``cds_tools/harness.py``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import socket
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+from cds_tools.harness import free_port, stop, wait_http
+
+__all__ = ["Cpus", "Server", "free_port", "spawn", "uvicorn_cmd", "wait_healthy"]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)
@@ -94,13 +86,7 @@ class Server:
         return self.log_path.read_text(errors="replace")[-chars:]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop(self.proc, grace=15)
 
 
 def spawn(
@@ -123,16 +109,11 @@ def spawn(
 
 def wait_healthy(server: Server, health_path: str, timeout: float = 60.0) -> None:
     """Wait until ``health_path`` answers; stop the server and raise with its log if it does not."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"{server.name} exited with {server.proc.returncode}:\n{server.log_tail()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(server.base + health_path, timeout=1.0).status_code < 500:
-                return
-        time.sleep(0.05)
-    server.stop()
-    raise RuntimeError(f"{server.name} did not answer {health_path} within {timeout:g} s:\n{server.log_tail()}")
+    try:
+        wait_http(server.base + health_path, server.proc, timeout, interval=0.05)
+    except RuntimeError as exc:
+        server.stop()
+        raise RuntimeError(f"{server.name}: {exc}:\n{server.log_tail()}") from None
 
 
 def uvicorn_cmd(python: str, app: str, port: int) -> list[str]:

@@ -12,7 +12,7 @@ with 8 connections (what one worker can carry). Slices of all rows are interleav
 so a change in machine load during the run hits every row alike. Then the memory run: 10,000 calls,
 resident memory sampled as they go. The targets are ratios of figures from this same run.
 
-Benchmarks print figures; nothing here asserts on time (tests/test_bench_quick.py only checks that
+Benchmarks print figures; nothing here asserts on time (tests/tools/test_bench_quick.py only checks that
 the quick mode completes and prints every row).
 """
 
@@ -38,17 +38,18 @@ import httpx
 import orjson
 
 from bench import loadgen, procs
-from cds_service import fixtures
-from cds_service.clinical.services import SERVICE_ID, prefetch_templates
+from cds_service.clinical.services import SERVICE_ID, SERVICE_IDS, prefetch_templates
 from cds_service.clinical.terminology import terminology
 from cds_service.data.gather import FHIR_ACCEPT
 from cds_service.data.templates import render, token_values
+from cds_tools import fixtures, harness
 
 ROOT = Path(__file__).resolve().parents[1]
 HC_VENV = ROOT / "bench" / ".venv-healthchain"
 HC_VERSION = "0.16.1"
 HC_MARKER = HC_VENV / ".bench-installed"
 SERVICE_PATH = f"/cds-services/{SERVICE_ID}"
+SIGN_PATH = f"/cds-services/{SERVICE_IDS['order-sign']}"  # one id per hook
 HC_PATH = f"/cds/cds-services/{SERVICE_ID}"
 HOOK_INSTANCE = "5b5d5c3a-6f0e-4b53-9c3d-2f1f3a1b7e01"
 USER = "Practitioner/bench-dr-1"
@@ -294,18 +295,13 @@ class Bench:
             "floor", procs.uvicorn_cmd(sys.executable, "bench.floor:app", port), env, ROOT, port, work, pin
         )
         health["floor"] = "/healthz"
-        sekmet = shutil.which("sekmet", path=str(Path(sys.executable).parent)) or shutil.which("sekmet")
-        if sekmet is not None:
+        if harness.sekmet_binary() is not None:
             port = procs.free_port()
             sek_dir = work / "sekmet"
             sek_dir.mkdir()
-            (sek_dir / "settings.yaml").write_text(
-                f"base_url: http://127.0.0.1:{port}/fhir\nhost: 127.0.0.1\nport: {port}\n"
-                "data_dir: data\nsimulator: {enabled: false}\nlog_inbound: false\n"
-            )
+            sek_cmd, _ = harness.sekmet_command(sek_dir, port)
             self.servers["sekmet"] = procs.spawn(
-                "sekmet", [sekmet, "serve", "-c", "settings.yaml"], env, sek_dir, port, work,
-                self.cpus.preexec(self.cpus.client),
+                "sekmet", sek_cmd, env, sek_dir, port, work, self.cpus.preexec(self.cpus.client),
             )
             health["sekmet"] = "/fhir/metadata"
         else:
@@ -359,7 +355,7 @@ class Bench:
             pv("pv2000", "bg2000-r01", "patient-view, 2,000 Obs, prefetch", "4 cards"),
             pv("pv2000none", "bg2000-no-trigger", "patient-view, 2,000 Obs, no fasciculation",
                "no cards (most patients)"),
-            Row("sign5", "order-sign, 5 drafts, 300 Obs, prefetch", "service", SERVICE_PATH, sign,
+            Row("sign5", "order-sign, 5 drafts, 300 Obs, prefetch", "service", SIGN_PATH, sign,
                 note="bg300-r01 + 5 draft orders"),
         ]
         if "sekmet" in self.servers:

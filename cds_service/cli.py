@@ -22,13 +22,28 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers:
         os.environ["CDS_WORKERS"] = str(args.workers)
     get_settings.cache_clear()
-    settings = get_settings()
-    _prepare_metrics(settings.workers, settings.metrics_enabled)
+    from cds_service.startup import problems_of, refuse
+
+    try:  # a refused start is one line per problem and exit 2, never a traceback
+        settings = get_settings()
+    except Exception as exc:
+        return refuse(problems_of(exc))
+    single = settings.workers == 1  # one process: run the app built here; workers build their own
+    if single:  # this process serves: its metrics directory must be ready before the app exists
+        _prepare_metrics(settings.workers, settings.metrics_enabled)
+    from cds_service.http.app import create_app
+
+    try:  # build it here, so an unsafe or broken configuration is refused before uvicorn runs
+        app = create_app(settings)
+    except Exception as exc:
+        return refuse(problems_of(exc))
+    if not single:  # the supervisor only checked the app: the cleanup drops its own metric files
+        _prepare_metrics(settings.workers, settings.metrics_enabled)
     if settings.metrics_enabled and settings.metrics_port is not None:
         _serve_metrics_port(settings.host, settings.metrics_port)
     uvicorn.run(
-        "cds_service.app:create_app",
-        factory=True,
+        app if single else "cds_service.http.app:create_app",
+        factory=not single,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
@@ -37,6 +52,7 @@ def _serve(args: argparse.Namespace) -> int:
         proxy_headers=True,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         server_header=False,
+        http="cds_service.trust.edges:EdgeHttpProtocol",  # header limits and timeout (issue 16)
     )
     return 0
 
@@ -60,7 +76,7 @@ def _serve_metrics_port(host: str, port: int) -> None:
     can stay off the ingress while the service port is published."""
     from prometheus_client import start_http_server
 
-    from cds_service.metrics import collecting_registry
+    from cds_service.ops.metrics import collecting_registry
 
     start_http_server(port, addr=host, registry=collecting_registry())
 
@@ -122,7 +138,7 @@ async def _holding_migration_lock(url: str, work: Callable[[], None]) -> None:
 
     from cds_service.storage.db import make_engine
 
-    engine = make_engine(url)
+    engine = make_engine(url, statement_timeout=None)  # waiting for another replica's migration is fine
     try:
         async with engine.connect() as conn:
             await conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
@@ -168,7 +184,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.html:
         return _evaluate_html(args)
     try:
-        cards = evaluate_bundle(args.bundle, args.hook, as_fixture=args.fixture)
+        cards = evaluate_bundle(
+            args.bundle, args.hook, budget=args.budget, as_fixture=args.fixture, user_ref=args.user
+        )
     except (ValueError, KeyError) as exc:
         print(f"cannot evaluate {args.bundle}: {exc}", file=sys.stderr)
         return 2
@@ -181,17 +199,31 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _evaluate_html(args: argparse.Namespace) -> int:
     """The SMART app's page for the Bundle, written to a file (docs/smart-app.md)."""
+    import json
+
     from cds_service.settings import Settings
     from cds_service.smart.offline import bundle_page
 
     try:
-        html, count = bundle_page(args.bundle, Settings(), as_fixture=args.fixture)
+        if args.fixture:
+            from cds_tools.fixtures import load
+
+            bundle: object = load(args.bundle).bundle
+        else:
+            bundle = json.loads(args.bundle.read_text())
+        html, count = bundle_page(bundle, args.bundle.name, Settings())
     except (ValueError, KeyError, LookupError) as exc:
         print(f"cannot evaluate {args.bundle}: {exc}", file=sys.stderr)
         return 2
     args.html.write_text(html)
     print(f"wrote {args.html} ({count} card(s))")
     return 0
+
+
+def _burden(args: argparse.Namespace) -> int:
+    from cds_service.burden.cli import run
+
+    return run(args)
 
 
 def _rules_doc(args: argparse.Namespace) -> int:
@@ -223,7 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     mig.add_argument("revision", nargs="?", help="target revision (default: head / one step down)")
     mig.set_defaults(func=_migrate)
     rep = sub.add_parser("report", help="feedback analytics per service and rule for a time window")
-    rep.add_argument("--since", help="start (RFC 3339 timestamp or YYYY-MM-DD; default: --days before --until)")
+    rep.add_argument(
+        "--since", help="start (RFC 3339 timestamp or YYYY-MM-DD; default: --days before --until)"
+    )
     rep.add_argument("--until", help="end, exclusive (default: now)")
     rep.add_argument("--days", type=int, default=30, help="window length when --since is not given (30)")
     rep.add_argument("--top", type=int, default=5, help="override reasons listed per rule (5)")
@@ -233,18 +267,43 @@ def build_parser() -> argparse.ArgumentParser:
     hc.add_argument("--ready", action="store_true", help="check /readyz instead of /healthz")
     hc.add_argument("--timeout", type=float, default=4.0, help="seconds to wait for the answer")
     hc.set_defaults(func=_healthcheck)
-    ev = sub.add_parser("evaluate", help="run a FHIR Bundle file offline and print the cards (clinical review)")
+    from cds_service.clinical.moments import HOOK_MOMENTS  # the hooks the topic serves (a light module)
+    from cds_service.protocol.models import Hook
+
+    ev = sub.add_parser(
+        "evaluate", help="run a FHIR Bundle file offline and print the cards (clinical review)"
+    )
     ev.add_argument("bundle", type=Path, help="FHIR Bundle JSON (any Bundle type)")
-    ev.add_argument("--hook", default="patient-view", help="hook to evaluate (default patient-view)")
+    ev.add_argument(
+        "--hook",
+        default=Hook.PATIENT_VIEW.value,
+        choices=[h.value for h in HOOK_MOMENTS],
+        help="hook to evaluate (default patient-view)",
+    )
+    ev.add_argument(
+        "--budget", type=int, help="most cards shown (default: the service's, CDS_CARD_BUDGET, 4)"
+    )
+    ev.add_argument("--user", help="userId of the hook (Practitioner/x): requester of suggested orders")
     ev.add_argument("--json", action="store_true", help="print the CDS Hooks response JSON instead of text")
-    ev.add_argument("--fixture", action="store_true", help="a fixtures/patients file: shift its dates to today")
-    ev.add_argument("--html", type=Path, metavar="FILE", help="write the SMART app's work-up page for the Bundle")
+    ev.add_argument(
+        "--fixture", action="store_true", help="a fixtures/patients file: shift its dates to today"
+    )
+    ev.add_argument(
+        "--html", type=Path, metavar="FILE", help="write the SMART app's work-up page for the Bundle"
+    )
     ev.set_defaults(func=_evaluate)
-    doc = sub.add_parser("rules-doc", help="generate docs/clinical-rules.md from the rules and card catalogue")
+    from cds_service.burden.cli import add_arguments as add_burden_arguments  # issue 17, section 4
+
+    burden = sub.add_parser("burden", help="alert-burden report over a population of Bundles or Bulk NDJSON")
+    add_burden_arguments(burden)
+    burden.set_defaults(func=_burden)
+    doc = sub.add_parser(
+        "rules-doc", help="generate docs/clinical-rules.md from the rules and card catalogue"
+    )
     doc.add_argument("--write", action="store_true", help="write the file (default: print to stdout)")
     doc.add_argument("--check", action="store_true", help="exit 1 if the committed file is out of date")
     doc.set_defaults(func=_rules_doc)
-    from cds_service.ehr.args import add_parsers as add_ehr_parsers  # ehr ... and conformance (issue 7)
+    from cds_tools.ehr.args import add_parsers as add_ehr_parsers  # ehr ... and conformance (issue 7)
 
     add_ehr_parsers(sub)
     return parser

@@ -4,6 +4,8 @@ Following HAPI FHIR's ``@CdsServicePrefetch``, a service declares every prefetch
 its handler together with its failure policy (required or optional); the data layer does the rest.
 One id may serve several hooks and two services may share a hook, so the registry is keyed by
 ``(id, hook)``; registering the same pair twice is an error rather than a silent replacement.
+(Our own services still publish one id per hook: real clients such as the CDS Hooks Sandbox key
+services by id alone. A retired id can be kept answering as a deprecated alias.)
 """
 
 from __future__ import annotations
@@ -12,25 +14,16 @@ import importlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from cds_service.protocol.models import CONTEXT_MODELS, GenericContext, HookRequest, ServiceDescriptor
+from cds_service.data.prefetch import PrefetchSpec
+from cds_service.protocol.models import CdsResponse, Hook, HookRequest, ServiceDescriptor
 
 if TYPE_CHECKING:
     from cds_service.data.gather import GatheredData
     from cds_service.settings import Settings
-
-
-@dataclass(frozen=True)
-class PrefetchSpec:
-    """One prefetch template and what to do when its data cannot be had."""
-
-    key: str
-    template: str
-    required: bool = False
-    all_pages: bool = False  # follow Bundle.link[next] up to the page cap
 
 
 @dataclass(frozen=True)
@@ -44,9 +37,10 @@ class CardRecord:
 
 @dataclass
 class HandlerResult:
-    """A handler's answer: the response body plus, per card, the rule that produced it."""
+    """A handler's answer: the typed response (the core checks and serialises it) plus, per card,
+    the rule that produced it (for the issued-card registry)."""
 
-    body: dict[str, Any]
+    response: CdsResponse = field(default_factory=CdsResponse)
     issued: list[CardRecord] = field(default_factory=list)
 
 
@@ -67,7 +61,7 @@ Handler = Callable[[HookCall], Awaitable[HandlerResult]]
 @dataclass(frozen=True)
 class ServiceDefinition:
     id: str
-    hook: str
+    hook: Hook
     title: str
     description: str
     handler: Handler
@@ -85,8 +79,8 @@ class ServiceDefinition:
         )
 
     def context_model(self) -> type[BaseModel]:
-        """Typed context for the hooks we know; any other hook gets a lenient generic context."""
-        return CONTEXT_MODELS.get(self.hook, GenericContext)
+        """Typed context of the hook this definition serves (every ``Hook`` has one)."""
+        return self.hook.context_model
 
 
 class Registry:
@@ -95,9 +89,15 @@ class Registry:
     def __init__(self) -> None:
         self._by_key: dict[tuple[str, str], ServiceDefinition] = {}
         self._ids: dict[str, list[str]] = {}
+        # Deprecated (old id, hook) -> the service that now answers it; served, never discovered.
+        self._aliases: dict[tuple[str, str], ServiceDefinition] = {}
         # Human-readable pages a topic publishes (evidence behind its cards), served as
         # GET /evidence/{name}; the function gets the base URL and returns HTML.
         self.pages: dict[str, Callable[[str], str]] = {}
+        # HTTP routers a plug-in contributes beyond the CDS Hooks endpoints (e.g. the SMART app's
+        # /smart pages). Typed loosely so the registry stays free of the web framework; the HTTP
+        # layer includes each (it must be a FastAPI ``APIRouter``) after its own routers.
+        self.routers: list[object] = []
 
     def add(self, service: ServiceDefinition) -> None:
         key = (service.id, service.hook)
@@ -109,14 +109,27 @@ class Registry:
         self._by_key[key] = service
         self._ids.setdefault(service.id, []).append(service.hook)
 
+    def add_alias(self, old_id: str, hook: str, target_id: str) -> None:
+        """Keep answering ``(old_id, hook)`` with the service ``(target_id, hook)`` for a
+        deprecation period (docs/testing.md, "Service ids"): clients configured with the old id
+        keep working, discovery lists only the new id, and each such call is logged as deprecated."""
+        target = self._by_key.get((target_id, hook))
+        if target is None:
+            raise ValueError(f"alias {old_id!r}/{hook!r}: no service {target_id!r} for that hook")
+        if (old_id, hook) in self._by_key or (old_id, hook) in self._aliases:
+            raise ValueError(f"alias {old_id!r}/{hook!r} would shadow a registered pair")
+        self._aliases[(old_id, hook)] = target
+
     def has_id(self, service_id: str) -> bool:
-        return service_id in self._ids
+        return service_id in self._ids or any(k[0] == service_id for k in self._aliases)
 
     def hooks_of(self, service_id: str) -> list[str]:
         return list(self._ids.get(service_id, []))
 
     def get(self, service_id: str, hook: str) -> ServiceDefinition | None:
-        return self._by_key.get((service_id, hook))
+        """The service for ``(id, hook)``, a deprecated alias included (its ``id`` then differs
+        from ``service_id``, which is how the endpoint knows to log the deprecation)."""
+        return self._by_key.get((service_id, hook)) or self._aliases.get((service_id, hook))
 
     def all(self) -> list[ServiceDefinition]:
         return list(self._by_key.values())

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from cds_service.trust.algorithms import check_algorithms
+from cds_service.protocol.jws import check_algorithms
 
 Profile = Literal["dev", "production"]
 
@@ -55,6 +55,18 @@ class Settings(BaseSettings):
         None, description="SQLAlchemy async URL (sqlite+aiosqlite:///file.db or postgresql+asyncpg://...)"
     )
     auto_migrate: bool | None = Field(None, description="Apply Alembic migrations at start-up")
+    database_timeout_seconds: float = Field(
+        3.0, gt=0, le=60, description="Longest one database statement may take (then 503 + Retry-After)"
+    )
+    issued_journal: bool = Field(
+        True, description="Journal issued-card rows locally before answering, so a crash loses none"
+    )
+    issued_journal_dir: Path | None = Field(
+        None, description="Directory of that journal (default: $TMPDIR/cds-issued-journal/<db hash>)"
+    )
+    database_connect_timeout_seconds: float = Field(
+        2.0, gt=0, le=60, description="Longest wait for a database connection (new or from the pool)"
+    )
     redis_url: str | None = Field(
         None, description="Redis URL (redis://host:6379/0) for state shared by replicas; unset = in-process"
     )
@@ -66,8 +78,8 @@ class Settings(BaseSettings):
     )
 
     service_modules: list[str] = Field(
-        default_factory=lambda: ["cds_service.clinical.services"],
-        description="Python modules whose register(registry, settings) adds CDS services",
+        default_factory=lambda: ["cds_service.clinical.services", "cds_service.smart.plugin"],
+        description="Python modules whose register(registry, settings) adds CDS services (and routers)",
     )
 
     prefetch_deadline_seconds: float = Field(
@@ -81,24 +93,17 @@ class Settings(BaseSettings):
     allow_open_fhir_fetch: bool | None = Field(
         None, description="Fetch from fhirServer without fhirAuthorization (public Sandbox; dev only)"
     )
+    tls_ca_bundle: Path | None = Field(
+        None, description="PEM file of extra CA certificates trusted for https FHIR servers and JWK Set URLs"
+    )
+    tls_system_trust: bool = Field(
+        False, description="Trust the operating system's CA store (instead of certifi's) for outgoing https"
+    )
 
     validate_responses: bool | None = Field(
         None, description="Check every response against the CDS Hooks invariants before sending it"
     )
     max_body_bytes: int = Field(5_000_000, ge=1024, description="Largest request body accepted (413 beyond)")
-
-    # --- clinical content
-    card_budget: int = Field(4, ge=1, le=20, description="Most cards per response, ranked by severity")
-    order_intent: Literal["proposal", "order"] = Field(
-        "proposal", description="ServiceRequest.intent of suggested orders (EHR convention)"
-    )
-    lab_lookback_days: dict[str, int] = Field(
-        default_factory=dict,
-        description='Per-test look-back overrides in days, JSON, e.g. {"tsh": 180}; defaults in docs',
-    )
-    trigger_free_text: bool = Field(
-        False, description="Also treat 'fascicul'/'twitch' in Condition.code.text as a trigger"
-    )
 
     cors_allow_origins: list[str] = Field(
         default_factory=list,
@@ -138,6 +143,16 @@ class Settings(BaseSettings):
         200_000, ge=1000, description="Most JSON values in one request body (413 beyond)"
     )
     audit_to_database: bool = Field(False, description="Also write each audit record to the database")
+    max_headers: int = Field(100, ge=10, le=10_000, description="Most request header lines (431 beyond)")
+    max_header_bytes: int = Field(
+        32_768, ge=1024, le=1_048_576, description="Most bytes of request line plus headers (431 beyond)"
+    )
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="Request line and headers must arrive within this time (408)"
+    )
+    body_timeout_seconds: float = Field(
+        15.0, gt=0, le=600, description="A POST body must arrive completely within this time (408)"
+    )
 
     @field_validator("jwt_algorithms")
     @classmethod
@@ -202,8 +217,8 @@ class Settings(BaseSettings):
         if self.profile == "production":
             missing = [n for n in ("database_url", "patient_hash_key") if getattr(self, n) in (None, "")]
             if missing:
-                env = ", ".join(f"CDS_{n.upper()}" for n in missing)
-                raise ValueError(f"production profile needs {env}")
+                # one line per missing setting (cds_service/startup.py prints each on its own)
+                raise ValueError("\n".join(f"production profile needs CDS_{n.upper()}" for n in missing))
         if self.profile == "dev" and not self.cors_allow_origins:
             object.__setattr__(self, "cors_allow_origins", ["*"])
         return self
@@ -235,9 +250,25 @@ class Settings(BaseSettings):
         """Make it impossible to miss that a dev profile is running."""
         if self.profile == "dev":
             log.warning(
-                "DEV PROFILE: SQLite file, open CORS, tokenless FHIR fetch allowed, dev hash key. "
+                f"DEV PROFILE: {'; '.join(self.dev_conveniences())}. "
                 "Never use with real patient data; set CDS_PROFILE=production."
             )
+
+    def dev_conveniences(self) -> list[str]:
+        """What is actually in force, for the dev warning (settings may have turned any of the
+        dev defaults off; the warning must not claim what is not true)."""
+        origins = self.cors_allow_origins
+        return [
+            "SQLite file database" if self.db_url.startswith("sqlite") else "database from CDS_DATABASE_URL",
+            "open CORS (any origin)"
+            if "*" in origins
+            else (f"CORS for {len(origins)} origin(s)" if origins else "CORS closed"),
+            "tokenless FHIR fetch allowed" if self.open_fetch else "tokenless FHIR fetch refused",
+            "dev patient-hash key"
+            if self.patient_hash_key == _PROFILE_DEFAULTS["dev"]["patient_hash_key"]
+            else "own patient-hash key",
+            "client JWT required" if self.jwt_required else "client JWT optional",
+        ]
 
 
 @lru_cache(maxsize=1)

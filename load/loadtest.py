@@ -34,8 +34,9 @@ Figures printed: calls, calls/s, status counts, latency p50/p95/p99 (overall and
 injected by kind, 412s and their causes, RSS at start/middle/end/max. ``--json PATH`` also writes
 them as JSON.
 
-Usage: ``python load/loadtest.py --quick`` (about 25 s of load, what CI runs) or
-``python load/loadtest.py`` (3 minutes, 16 clients, every fixture); see docs/testing.md, section 7.
+Usage, from the repository root: ``python -m load.loadtest --quick`` (about 25 s of load, what CI
+runs) or ``python -m load.loadtest`` (3 minutes, 16 clients, every fixture); see docs/testing.md,
+section 7. Processes are started by the shared harness (``cds_tools/harness.py``).
 """
 
 from __future__ import annotations
@@ -44,11 +45,8 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import random
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -66,16 +64,13 @@ import httpx
 import orjson
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from faultproxy import Entry, base_url, read_log, require_loopback  # noqa: E402
-
-from cds_service import fixtures  # noqa: E402
-from cds_service.clinical.services import SERVICE_ID, prefetch_templates  # noqa: E402
-from cds_service.clinical.terminology import terminology  # noqa: E402
-from cds_service.protocol.validate import response_problems  # noqa: E402
+from cds_service.clinical.cards import CARD_EXTENSION
+from cds_service.clinical.services import SERVICE_ID, SERVICE_IDS, prefetch_templates
+from cds_service.clinical.terminology import terminology
+from cds_service.protocol.validate import response_problems
+from cds_tools import fixtures, harness
+from cds_tools.harness import stop
+from load.faultproxy import Entry, base_url, read_log, require_loopback
 
 QUICK_FIXTURES = (
     "r01-weakness",
@@ -98,79 +93,42 @@ MISSING_NOTE = "could not be obtained"
 # ------------------------------------------------------------------------------------------ processes
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"process exited with {proc.returncode} before {url} answered")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1.0).status_code < 500:
-                return
-        time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer within {timeout:.0f} s")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 @contextlib.contextmanager
 def sekmet(work: Path) -> Iterator[str]:
     """A fresh SEKMET FHIR server; yields its FHIR base URL."""
-    exe = Path(sys.executable).parent / "sekmet"
-    found = str(exe) if exe.exists() else shutil.which("sekmet")
-    if found is None:
+    if harness.sekmet_binary() is None:
         raise SystemExit("SEKMET is not installed (pip install -e '.[test]' installs sekmet-fhir)")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}/fhir"
     work.mkdir(parents=True)
-    (work / "settings.yaml").write_text(
-        f"base_url: {base}\nhost: 127.0.0.1\nport: {port}\ndata_dir: data\n"
-        "simulator: {enabled: false}\nlog_inbound: false\n"
-    )
+    cmd, base = harness.sekmet_command(work, harness.free_port())
     with (work / "sekmet.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [found, "serve", "-c", "settings.yaml"], cwd=work, stdout=log, stderr=subprocess.STDOUT
-        )
+        proc = subprocess.Popen(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_http(base + "/metadata", proc)
+        _wait(base + "/metadata", proc)
         yield base
     finally:
-        stop(proc)
+        stop(proc, grace=15)
+
+
+def _wait(url: str, proc: subprocess.Popen[bytes]) -> None:
+    try:
+        harness.wait_http(url, proc, timeout=60.0, interval=0.2)
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 @contextlib.contextmanager
 def service(work: Path, deadline: float, pool: int | None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """The CDS service under test; yields its base URL and process."""
-    port = free_port()
+    port = harness.free_port()
     work.mkdir(parents=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    extra = {
+        "CDS_PREFETCH_DEADLINE_SECONDS": str(deadline),
+        "CDS_VALIDATE_RESPONSES": "true",
+        "CDS_LOG_LEVEL": "warning",
+    }
     if pool is not None:
-        env["CDS_FHIR_MAX_CONNECTIONS"] = str(pool)
-    env.update(
-        {
-            "CDS_HOST": "127.0.0.1",
-            "CDS_PORT": str(port),
-            "CDS_DATABASE_URL": f"sqlite+aiosqlite:///{work}/cds.db",
-            "CDS_PREFETCH_DEADLINE_SECONDS": str(deadline),
-            "CDS_VALIDATE_RESPONSES": "true",
-            "CDS_LOG_LEVEL": "warning",
-            "PYTHONPATH": str(ROOT),
-        }
-    )
+        extra["CDS_FHIR_MAX_CONNECTIONS"] = str(pool)
+    env = harness.service_env(port, work, extra)
     with (work / "service.log").open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "cds_service", "serve"],
@@ -181,10 +139,10 @@ def service(work: Path, deadline: float, pool: int | None) -> Iterator[tuple[str
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_http(base + "/healthz", proc)
+        _wait(base + "/healthz", proc)
         yield base, proc
     finally:
-        stop(proc)
+        stop(proc, grace=15)
 
 
 @contextlib.contextmanager
@@ -201,12 +159,12 @@ def fault_proxy(work: Path, upstream: str, args: argparse.Namespace) -> Iterator
     assert proc.stdout is not None
     first = proc.stdout.readline().decode()
     if not first.startswith("READY "):
-        stop(proc)
+        stop(proc, grace=15)
         raise SystemExit(f"fault proxy did not start: {first}{proc.stdout.read().decode()[-2000:]}")
     try:
         yield int(first.split()[1]), log
     finally:
-        stop(proc)
+        stop(proc, grace=15)
 
 
 def rss_bytes(pid: int) -> int:
@@ -346,7 +304,7 @@ async def ehr_client(
     calls: list[Call],
 ) -> None:
     """One simulated EHR: calls back to back until the time or request budget is spent."""
-    url = f"{cds}/cds-services/{SERVICE_ID}"
+    urls = {hook: f"{cds}/cds-services/{sid}" for hook, sid in SERVICE_IDS.items()}  # one id per hook
     views = [c for c in cases if c.hook == "patient-view"]
     orders = [c for c in cases if c.hook != "patient-view"] or views
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -361,7 +319,7 @@ async def ehr_client(
             content = encode_body(case, mode, tag, proxy_port)
             call = Call(case.name, case.hook, mode, tag, time.monotonic())
             try:
-                resp = await client.post(url, content=content, headers=headers)
+                resp = await client.post(urls[case.hook], content=content, headers=headers)
                 call.status = resp.status_code
                 call.body = orjson.loads(resp.content)
             except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
@@ -385,7 +343,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def card_rules(body: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(c["detail"].rsplit("_Rule ", 1)[1].split(";", 1)[0], c["indicator"]) for c in body["cards"]]
+    """(rule, indicator) of each card; the rule from the card's machine-readable extension."""
+    return [(c["extension"][CARD_EXTENSION]["rule"], c["indicator"]) for c in body["cards"]]
 
 
 def judge(

@@ -37,6 +37,16 @@ TEXT_PATTERNS: dict[str, list[str]] = {
     "ct_head": [r"\bct\b.*\b(head|brain)\b", r"computed tomography.*(head|brain)"],
     "neurology_referral": [r"referral to neurolog", r"neurology (referral|consult)"],
     "cyclobenzaprine": [r"\bcyclobenzaprine\b", r"\bflexeril\b", r"\bamrix\b"],
+    # A fasciculation written only as free text is in scope by default (issue 11 section 5);
+    # "twitch" alone is not (it stays behind CDS_TRIGGER_FREE_TEXT).
+    "fasciculation": [r"fascicul"],
+    "muscle_strength_grade": [r"\bMRC\b", r"muscle (strength|power)", r"strength grade", r"power grade"],
+    "leg_symptoms": [
+        r"claudication",
+        r"\b(leg|calf|calves|thigh|foot|feet|lower (limb|extremit\w*))\b.{0,20}\b(pain|cramp|weak|numb|fatigue|tired|ache)",
+        r"\b(pain|cramp\w*|weakness|numbness|fatigue|ache)\b.{0,20}\b(leg|legs|calf|calves|thigh|foot|feet|lower (limb|extremit\w*))\b",
+        r"\b(pain|weak\w*|fatigue|cramp\w*|numb\w*)\b.{0,30}\b(on|with|during|after) (exertion|walking)",
+    ],
     "compression_stockings": [
         r"compression (stocking|hose|sock)",
         r"graduated compression",
@@ -64,12 +74,97 @@ EXTRA_CONCEPTS: dict[str, dict[str, Any]] = {
         "icd10cm_prefixes": [],
         "source": "seed 002; knowledge.md R16",
     },
+    "reflex_abnormal": {
+        "label": "Abnormal reflex, type not documented (bare ICD-10-CM R29.2)",
+        "codings": [],
+        "icd10cm_prefixes": [],
+        "source": "issue 11 section 5; ICD-10-CM tabular R29.2 Abnormal reflex",
+    },
+    # Pregnancy (issue 11 section 4): matching only, never emitted. SNOMED 77386006 Pregnant and
+    # LOINC 82810-3 Pregnancy status with its answer LA15173-0 Pregnant are the IPS pregnancy-status
+    # value set and its LOINC-to-SNOMED map (HL7 IPS IG 1.1.0); ICD-10-CM Z33 pregnant state,
+    # Z34 supervision of normal pregnancy, Z3A weeks of gestation, O00-O9A the pregnancy chapter.
+    "pregnancy": {
+        "label": "Pregnancy (matching only)",
+        "category": "context",
+        "codings": [
+            {"system": "http://snomed.info/sct", "code": "77386006", "display": "Pregnant", "confidence": "low"},
+            {"system": "http://loinc.org", "code": "LA15173-0", "display": "Pregnant", "confidence": "low"},
+        ],
+        "icd10cm_prefixes": ["Z33", "Z34", "Z3A", *[f"O{n:02d}" for n in range(100)], "O9A"],
+        "source": "HL7 IPS IG 1.1.0 pregnancy status value set and ConceptMap; ICD-10-CM tabular chapter 15, Z33, Z34, Z3A",
+    },
+    "pregnancy_status": {
+        "label": "Pregnancy status observation (LOINC 82810-3; matching only, read for its answer)",
+        "category": "lab",
+        "codings": [
+            {"system": "http://loinc.org", "code": "82810-3", "display": "Pregnancy status", "confidence": "low"}
+        ],
+        "icd10cm_prefixes": [],
+        "source": "HL7 IPS IG 1.1.0 (Observation pregnancy status uses LOINC 82810-3)",
+    },
+    "phq9_item9": {
+        "label": "PHQ-9 item 9: thoughts of being better off dead or of self-harm (matching only)",
+        "category": "lab",
+        "codings": [
+            {
+                "system": "http://loinc.org",
+                "code": "44260-8",
+                "display": "Thoughts that you would be better off dead, or of hurting yourself in some way",
+                "confidence": "low",
+            }
+        ],
+        "icd10cm_prefixes": [],
+        "source": "US Core STU7 example Observation PHQ9-item-example-44260-8 (LOINC 44260-8, answers LA6568-5..LA6571-9)",
+    },
+    "muscle_strength_grade": {
+        "label": "Muscle strength grade (MRC 0-5; matched by text, no verified code)",
+        "codings": [],
+        "icd10cm_prefixes": [],
+        "source": "knowledge.md section 2 (prefer coded exam findings, MRC grade < 5); issue 11 section 5",
+    },
+    "leg_symptoms": {
+        "label": "Leg or exertional symptoms: claudication, leg pain, calf cramps (PAD check, R17)",
+        "codings": [],
+        "icd10cm_prefixes": ["M79.604", "M79.605", "M79.606", "M79.65", "M79.66", "M79.67", "R26.2"],
+        "source": "ICD-10-CM tabular: M79.604-M79.606 pain in leg, M79.65- thigh, M79.66- lower leg, M79.67- foot; R26.2 difficulty in walking; seed 001 (leg symptoms during walking)",
+    },
     "acute_msk_spasm": {
         "label": "Acute painful musculoskeletal condition with spasm (cyclobenzaprine indication)",
         "codings": [],
         "icd10cm_prefixes": ["M62.83", "S39.01", "S16.1", "S13.4", "S33.5"],
         "source": "ICD-10-CM tabular: M62.83- Muscle spasm; S39.01-/S16.1-/S13.4-/S33.5- strain and sprain codes",
     },
+}
+
+
+# Result codes the catalogue lacks, matched but never emitted (confidence low): pyridoxal
+# 5'-phosphate results, which is how most labs report vitamin B6 status (issue 11 section 5).
+EXTRA_CODINGS: dict[str, list[dict[str, str]]] = {
+    "vitamin_b6": [
+        {"system": "http://loinc.org", "code": "2641-9", "display": "Pyridoxal phosphate (vitamin B6 status; matching only)", "confidence": "low"},
+        {"system": "http://loinc.org", "code": "62236-5", "display": "Pyridoxal phosphate (vitamin B6 status; matching only)", "confidence": "low"},
+    ],
+}
+
+# Value sets of concepts the rules read as one group (issue 11 section 1): active diagnoses that
+# explain or outrank fasciculations, so reassurance and symptomatic-drug cards must not appear.
+VALUE_SETS: dict[str, list[str]] = {
+    "explains_fasciculation": [
+        "als",
+        "motor_neuron_disease",
+        "spinal_muscular_atrophy",
+        "myopathy",
+        "inflammatory_myopathy",
+        "muscular_dystrophy",
+        "peripheral_neuropathy",
+        "radiculopathy",
+        "guillain_barre",
+        "hyperthyroidism",
+        "multiple_sclerosis",
+        "neuromyotonia",
+    ],
+    "established_mnd": ["als", "motor_neuron_disease", "spinal_muscular_atrophy"],
 }
 
 
@@ -94,6 +189,7 @@ def build(src: Path) -> dict[str, Any]:
         codings = [c for c in (_coding(raw), *(_coding(a) for a in raw.get("also", []))) if c]
         if cid in TEXT_ONLY:
             codings = []
+        codings += EXTRA_CODINGS.get(cid, [])
         match = raw.get("match") or {}
         entry: dict[str, Any] = {
             "label": raw.get("label", cid),
@@ -107,7 +203,7 @@ def build(src: Path) -> dict[str, Any]:
             entry["text"] = TEXT_PATTERNS[cid]
         concepts[cid] = entry
     for cid, extra in EXTRA_CONCEPTS.items():
-        concepts[cid] = dict(extra, category="extra")
+        concepts[cid] = {"category": "extra", **extra}
         if cid in TEXT_PATTERNS:
             concepts[cid]["text"] = TEXT_PATTERNS[cid]
     groups = catalogue["concepts"]["_drug_class_groups"]["groups"]
@@ -124,6 +220,7 @@ def build(src: Path) -> dict[str, Any]:
         "drug_classes": groups,
         "rxnorm_products": dict(sorted(products.items())),
         "thresholds": catalogue["thresholds"],
+        "value_sets": VALUE_SETS,
     }
 
 

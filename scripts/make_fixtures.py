@@ -2,7 +2,7 @@
 
 Why a generator: each patient is a few lines here (what is clinically relevant about it), while the
 committed Bundle is the full, valid FHIR the tests, the simulator and the FHIR server load. Dates are
-written relative to the anchor 2026-01-01 (Bundle.timestamp); cds_service.fixtures shifts them to
+written relative to the anchor 2026-01-01 (Bundle.timestamp); cds_tools.fixtures shifts them to
 "now" at load time. Expected cards per patient live in fixtures/expected.yaml (hand-written).
 
 Usage: python scripts/make_fixtures.py   (rewrites fixtures/patients/*.json)
@@ -81,7 +81,11 @@ class P:
         text: str | None = None,
         asserter: str | None = None,
         note: str | None = None,
+        onset: bool = True,
+        recorded_days: float | None = None,
     ) -> P:
+        """``onset=False`` leaves only recordedDate (charted, onset unknown); ``recorded_days``
+        records it on another day than its onset."""
         r: Res = {
             "resourceType": "Condition",
             "id": self._id("c"),
@@ -89,9 +93,10 @@ class P:
             "verificationStatus": cc(VER, verification),
             "code": cc(system, code, display, text),
             "subject": self.subject(),
-            "onsetDateTime": ago(days),
-            "recordedDate": ago(days),
         }
+        if onset:
+            r["onsetDateTime"] = ago(days)
+        r["recordedDate"] = ago(days if recorded_days is None else recorded_days)
         if asserter:
             r["asserter"] = {"reference": asserter}
         if note:
@@ -179,7 +184,16 @@ class P:
         )
         return self
 
-    def report(self, system: str, code: str, display: str, days: float, conclusion: str, normal: bool) -> P:
+    def report(
+        self,
+        system: str,
+        code: str,
+        display: str,
+        days: float,
+        conclusion: str,
+        normal: bool,
+        conclusion_code: tuple[str, str, str] | None = None,
+    ) -> P:
         r: Res = {
             "resourceType": "DiagnosticReport",
             "id": self._id("dr"),
@@ -187,11 +201,65 @@ class P:
             "code": cc(system, code, display),
             "subject": self.subject(),
             "effectiveDateTime": ago(days),
-            "conclusion": conclusion,
         }
+        if conclusion:
+            r["conclusion"] = conclusion  # FHIR strings may not be empty
         if normal:
             r["conclusionCode"] = [cc(SCT, "17621005", "Normal")]
+        if conclusion_code is not None:
+            r["conclusionCode"] = [cc(*conclusion_code)]
         self.res.append(r)
+        return self
+
+    def answer(
+        self, code: str, display: str, answer: tuple[str, str, str], days: float = 10, category: str = "survey"
+    ) -> P:
+        """An Observation answered with a coded value (PHQ-9 item, pregnancy status)."""
+        self.res.append(
+            {
+                "resourceType": "Observation",
+                "id": self._id("o"),
+                "status": "final",
+                "category": [cc("http://terminology.hl7.org/CodeSystem/observation-category", category)],
+                "code": cc(LNC, code, display),
+                "subject": self.subject(),
+                "effectiveDateTime": ago(days),
+                "valueCodeableConcept": cc(*answer),
+            }
+        )
+        return self
+
+    def mrc(self, text: str, grade: int, days: float = 5) -> P:
+        """An MRC strength grade recorded by a clinician on a local flowsheet code."""
+        self.res.append(
+            {
+                "resourceType": "Observation",
+                "id": self._id("o"),
+                "status": "final",
+                "category": [cc("http://terminology.hl7.org/CodeSystem/observation-category", "exam")],
+                "code": {"coding": [{"system": "http://example.org/fhir/flowsheet", "code": "MRC"}], "text": text},
+                "subject": self.subject(),
+                "effectiveDateTime": ago(days),
+                "performer": [{"reference": "Practitioner/fx-neuro"}],
+                "valueInteger": grade,
+            }
+        )
+        return self
+
+    def local_condition(self, text: str, days: float = 60) -> P:
+        """A problem-list entry with only a local code and free text (no standard code)."""
+        self.res.append(
+            {
+                "resourceType": "Condition",
+                "id": self._id("c"),
+                "clinicalStatus": cc(CLIN, "active"),
+                "verificationStatus": cc(VER, "confirmed"),
+                "code": {"coding": [{"system": "http://example.org/fhir/problem", "code": "LOCAL-1"}], "text": text},
+                "subject": self.subject(),
+                "onsetDateTime": ago(days),
+                "recordedDate": ago(days),
+            }
+        )
         return self
 
     def med(self, rxcui: str, display: str, days: float = 30, status: str = "active") -> P:
@@ -239,14 +307,16 @@ class P:
             high=200,
         )
 
-    def full_workup(self, days: float = 20) -> P:
-        """Every first-tier test resulted and normal, screening negative."""
-        return (
-            self.lab("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", 5.4, "%", days)
-            .lab("58410-2", "CBC panel - Blood by Automated count", None, "", days)
-            .lab("718-7", "Hemoglobin [Mass/volume] in Blood", 13.9, "g/dL", days)
-            .lab("24323-8", "Comprehensive metabolic 2000 panel - Serum or Plasma", None, "", days)
-            .lab(
+    def full_workup(self, days: float = 20, status: str = "final", cmp: bool = True) -> P:
+        """Every first-tier test resulted and normal, screening negative (``status`` preliminary:
+        every test still pending; ``cmp=False``: no metabolic panel or potassium)."""
+        st = status
+        self.lab("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", 5.4, "%", days, status=st)
+        self.lab("58410-2", "CBC panel - Blood by Automated count", None, "", days, status=st)
+        self.lab("718-7", "Hemoglobin [Mass/volume] in Blood", 13.9, "g/dL", days, status=st)
+        if cmp:
+            self.lab("24323-8", "Comprehensive metabolic 2000 panel - Serum or Plasma", None, "", days, status=st)
+            self.lab(
                 "2823-3",
                 "Potassium [Moles/volume] in Serum or Plasma",
                 4.2,
@@ -254,8 +324,10 @@ class P:
                 days,
                 low=3.5,
                 high=5.1,
+                status=st,
             )
-            .lab("2132-9", "Cobalamin (Vitamin B12) [Mass/volume] in Serum or Plasma", 480, "pg/mL", days)
+        return (
+            self.lab("2132-9", "Cobalamin (Vitamin B12) [Mass/volume] in Serum or Plasma", 480, "pg/mL", days, status=st)
             .lab(
                 "3016-3",
                 "Thyrotropin [Units/volume] in Serum or Plasma",
@@ -264,10 +336,18 @@ class P:
                 days,
                 low=0.4,
                 high=4.5,
+                status=st,
             )
-            .lab("24351-9", "Protein electrophoresis panel - Serum or Plasma", None, "", days)
+            .lab("24351-9", "Protein electrophoresis panel - Serum or Plasma", None, "", days, status=st)
             .lab(
-                "19123-9", "Magnesium [Mass/volume] in Serum or Plasma", 2.0, "mg/dL", days, low=1.7, high=2.4
+                "19123-9",
+                "Magnesium [Mass/volume] in Serum or Plasma",
+                2.0,
+                "mg/dL",
+                days,
+                low=1.7,
+                high=2.4,
+                status=st,
             )
             .lab("70274-6", "Generalized anxiety disorder 7 item (GAD-7) total score", 4, "{score}", days)
             .lab("44261-6", "Patient Health Questionnaire 9 item (PHQ-9) total score", 3, "{score}", days)
@@ -374,6 +454,7 @@ def patients() -> list[P]:
             )
             .lab("2160-0", "Creatinine [Mass/volume] in Serum or Plasma", 0.9, "mg/dL", 30)
             .lab("2345-7", "Glucose [Mass/volume] in Serum or Plasma", 95, "mg/dL", 30)
+            .lab("17861-6", "Calcium [Mass/volume] in Serum or Plasma", 9.4, "mg/dL", 30, low=8.5, high=10.5)
         ),
     )
     add(
@@ -513,7 +594,7 @@ def patients() -> list[P]:
         lambda p: (
             p.fasciculation(30)
             .condition(ICD, "I10", "Essential (primary) hypertension", 2000)
-            .condition(ICD, "R20.2", "Paresthesia of skin", 20)
+            .condition(ICD, "M79.606", "Pain in leg, unspecified", 20, text="Calf pain on walking")
         ),
     )
     add(
@@ -597,6 +678,7 @@ def patients() -> list[P]:
             .exam_value("ABI-R", "Ankle-brachial index, right", 0.82, "{ratio}", 100)
         ),
     )
+    add_issue11(add)
     add(P("neg-refuted", 30), lambda p: p.fasciculation(20, verification="refuted"))
     add(P("neg-resolved", 30), lambda p: p.fasciculation(800, status="resolved"))
     add(P("bg50-r04", 44, background="bg-50-all"), lambda p: p.fasciculation(30))
@@ -613,6 +695,236 @@ def patients() -> list[P]:
         lambda p: p.condition(ICD, "I10", "Essential (primary) hypertension", 900),
     )
     return out
+
+
+ALS = (ICD, "G12.21", "Amyotrophic lateral sclerosis")
+ATROPHY = (SCT, "88092000", "Muscle atrophy")
+NEURO_REF = (SCT, "308474002", "Referral to neurologist (procedure)")
+EMG_REPORT = (SCT, "42803009", "Electromyography (procedure)")
+PLAIN_EMG = "Needle EMG: no fibrillation potentials or positive sharp waves. Normal recruitment and motor unit morphology."
+PREGNANT = (SCT, "77386006", "Pregnant")
+
+
+def add_issue11(add: Callable[[P, Callable[[P], object]], None]) -> None:
+    """Fixtures of issue 11 (clinical safety), both sides of every change; named s<section>-..."""
+    # 1. No reassurance or therapy when the picture is not benign
+    add(
+        P("s1-als-weak-atrophy", 63, "male"),
+        lambda p: (
+            p.fasciculation(400)
+            .condition(*ALS, days=200)
+            .condition(*WEAK, days=100)
+            .condition(*ATROPHY, days=100)
+            .full_workup(40)
+        ),
+    )
+    add(
+        P("s1-als-under-neurology", 66, "male"),
+        lambda p: p.fasciculation(400).condition(*ALS, days=200).order(*NEURO_REF, status="completed", days=150),
+    )
+    add(P("s1-sma", 34), lambda p: p.fasciculation(300).condition(ICD, "G12.9", "Spinal muscular atrophy, unspecified", 300).full_workup(40))
+    add(P("s1-myopathy", 52), lambda p: p.fasciculation(300).condition(ICD, "G72.9", "Myopathy, unspecified", 200).full_workup(40))
+    add(P("s1-thyrotoxicosis", 45), lambda p: p.fasciculation(90).condition(ICD, "E05.90", "Thyrotoxicosis, unspecified", 60).full_workup(40))
+    add(P("s1-hyporeflexia-only", 44), lambda p: p.fasciculation(90).finding("405946002", "Hyporeflexia", 10).full_workup(40))
+    add(P("s1-all-pending", 29), lambda p: p.fasciculation(60).full_workup(3, status="preliminary"))
+    add(
+        P("s1-cmp-liver-only", 38),
+        lambda p: (
+            p.fasciculation(90)
+            .full_workup(40, cmp=False)
+            .lab("1742-6", "Alanine aminotransferase [Enzymatic activity/volume] in Serum or Plasma", 22, "U/L", 40)
+            .lab("1920-8", "Aspartate aminotransferase [Enzymatic activity/volume] in Serum or Plasma", 24, "U/L", 40)
+            .lab("6768-6", "Alkaline phosphatase [Enzymatic activity/volume] in Serum or Plasma", 70, "U/L", 40)
+        ),
+    )
+    # 2. No false critical alerts
+    add(
+        P("s2-charted-today", 58),
+        lambda p: (
+            p.fasciculation(0.2, onset=False)
+            .condition(ICD, "R20.2", "Paresthesia of skin", 0.2, onset=False, text="Tingling in both hands for years")
+        ),
+    )
+    add(
+        P("s2-reported-weakness-new", 41),
+        lambda p: p.fasciculation(2).condition(ICD, "R53.1", "Weakness", 1, asserter="Patient/fx-s2-reported-weakness-new"),
+    )
+    add(P("s2-new-focal-deficit", 67, "male"), lambda p: p.fasciculation(2).condition(*WEAK, days=1, text="Left arm weakness, MRC 3/5"))
+    add(
+        P("s2-diabetic-polyneuropathy", 78, "male"),
+        lambda p: (
+            p.fasciculation(60)
+            .condition(ICD, "E11.42", "Type 2 diabetes mellitus with diabetic polyneuropathy", 2000)
+            .condition(ICD, "R53.1", "Weakness", 10)
+            .finding("405946002", "Hyporeflexia", 3)
+        ),
+    )
+    add(
+        P("s2-ascending", 36, "male"),
+        lambda p: (
+            p.fasciculation(10)
+            .condition(ICD, "R53.1", "Weakness", 5, note="Ascending weakness from both feet over five days")
+            .finding("37280007", "Areflexia", 1)
+        ),
+    )
+    # 3. EMG reports
+    add(
+        P("s3-normal-negated-list", 39),
+        lambda p: (
+            p.fasciculation(200).full_workup(30).procedure(*EMG_CPT, days=60).report(*EMG_REPORT, days=60, conclusion=PLAIN_EMG, normal=False)
+        ),
+    )
+    add(
+        P("s3-myopathic", 48),
+        lambda p: (
+            p.fasciculation(200)
+            .full_workup(30)
+            .procedure(*EMG_CPT, days=60)
+            .report(
+                *EMG_REPORT,
+                days=60,
+                conclusion="Short-duration, low-amplitude polyphasic motor unit potentials with early recruitment in proximal muscles: myopathic pattern.",
+                normal=False,
+            )
+        ),
+    )
+    add(
+        P("s3-denervation-weak", 61, "male"),
+        lambda p: (
+            p.fasciculation(200)
+            .condition(*WEAK, days=40)
+            .procedure(*EMG_CPT, days=20)
+            .report(
+                *EMG_REPORT,
+                days=20,
+                conclusion="Fibrillation potentials and positive sharp waves in three regions with large long-duration MUAPs; no conduction block.",
+                normal=False,
+            )
+            .order(*NEURO_REF, days=15)
+        ),
+    )
+    add(
+        P("s3-neuropathic", 57),
+        lambda p: (
+            p.fasciculation(200)
+            .lab("2132-9", "Cobalamin (Vitamin B12) [Mass/volume] in Serum or Plasma", 480, "pg/mL", 30)
+            .report(*EMG_REPORT, days=20, conclusion="Length-dependent axonal sensorimotor polyneuropathy.", normal=False)
+        ),
+    )
+    add(
+        P("s3-neurogenic-minor", 64, "male"),
+        lambda p: (
+            p.fasciculation(400)
+            .full_workup(30)
+            .report(
+                *EMG_REPORT,
+                days=90,
+                conclusion="Fasciculation potentials in calves. Mild chronic neurogenic change (occasional long-duration MUAPs), without fibrillations or positive sharp waves.",
+                normal=False,
+            )
+        ),
+    )
+    add(
+        P("s3-indeterminate", 42),
+        lambda p: p.fasciculation(200).full_workup(30).report(*EMG_REPORT, days=90, conclusion="Abnormal study; see scanned report.", normal=False),
+    )
+    add(
+        P("s3-coded-als", 70, "male"),
+        lambda p: p.fasciculation(200).report(*EMG_REPORT, days=30, conclusion="", normal=False, conclusion_code=(SCT, "86044005", "Amyotrophic lateral sclerosis")),
+    )
+    # 4. Pregnancy and children
+    add(
+        P("s4-pregnant-cramps", 31),
+        lambda p: (
+            p.fasciculation(90)
+            .condition(ICD, "Z33.1", "Pregnant state, incidental", 120)
+            .condition(ICD, "R25.2", "Cramp and spasm", 60, text="Nocturnal leg cramps")
+            .full_workup(30)
+        ),
+    )
+    add(
+        P("s4-pregnancy-status", 29),
+        lambda p: p.fasciculation(90).answer("82810-3", "Pregnancy status", PREGNANT, 20, "social-history").full_workup(30),
+    )
+    add(
+        P("s4-not-pregnant-status", 29),
+        lambda p: (
+            p.fasciculation(90)
+            .answer("82810-3", "Pregnancy status", (SCT, "60001007", "Not pregnant"), 20, "social-history")
+            .full_workup(30)
+        ),
+    )
+    add(
+        P("s4-cramps-normal-emg", 44, "male"),
+        lambda p: (
+            p.fasciculation(200)
+            .condition(ICD, "R25.2", "Cramp and spasm", 150)
+            .full_workup(30)
+            .report(*EMG_REPORT, days=100, conclusion="Normal study: fasciculation potentials only.", normal=True)
+        ),
+    )
+    add(P("s4-child-8", 8, "male"), lambda p: p.fasciculation(40))
+    add(P("s4-child-weak", 10), lambda p: p.fasciculation(40).condition(*WEAK, days=10))
+    add(P("s4-adolescent-15", 15), lambda p: p.fasciculation(90).full_workup(30))
+    # 5. Facts that were lost
+    add(P("s5-mrc-4", 50, "male"), lambda p: p.fasciculation(60).mrc("MRC muscle strength, right deltoid", 4))
+    add(P("s5-mrc-5", 50, "male"), lambda p: p.fasciculation(60).mrc("MRC muscle strength, right deltoid", 5).full_workup(30))
+    add(P("s5-r292-bare", 46), lambda p: p.fasciculation(60).condition(ICD, "R29.2", "Abnormal reflex", 10).full_workup(30))
+    add(P("s5-r292-brisk", 46), lambda p: p.fasciculation(60).condition(ICD, "R29.2", "Abnormal reflex", 10, text="Brisk reflexes in both legs"))
+    add(
+        P("s5-electrolytes-no-range", 55),
+        lambda p: (
+            p.fasciculation(60)
+            .lab("19123-9", "Magnesium [Mass/volume] in Serum or Plasma", 1.5, "mg/dL", 5)
+            .lab("2823-3", "Potassium [Moles/volume] in Serum or Plasma", 3.2, "mmol/L", 5)
+            .lab("17861-6", "Calcium [Mass/volume] in Serum or Plasma", 8.1, "mg/dL", 5)
+        ),
+    )
+    add(
+        P("s5-electrolytes-normal-no-range", 55),
+        lambda p: (
+            p.fasciculation(60)
+            .lab("19123-9", "Magnesium [Mass/volume] in Serum or Plasma", 1.9, "mg/dL", 5)
+            .lab("2823-3", "Potassium [Moles/volume] in Serum or Plasma", 4.0, "mmol/L", 5)
+            .lab("17861-6", "Calcium [Mass/volume] in Serum or Plasma", 9.2, "mg/dL", 5)
+        ),
+    )
+    add(
+        P("s5-b6-plp", 59, "male"),
+        lambda p: (
+            p.fasciculation(60)
+            .condition(*WEAK, days=10)
+            .full_workup(20)
+            .ck(150)
+            .lab("2284-8", "Folate [Mass/volume] in Serum or Plasma", 9.0, "ng/mL", 20)
+            .lab("2641-9", "Pyridoxal phosphate [Moles/volume] in Serum or Plasma", 45, "nmol/L", 20)
+        ),
+    )
+    add(P("s5-text-only-fasciculation", 37), lambda p: p.local_condition("Fasciculations of both calves", 60))
+    add(P("s5-twitch-only", 37), lambda p: p.local_condition("Eyelid twitching", 60))
+    add(
+        P("s5-phq9-item9", 33),
+        lambda p: p.fasciculation(60).full_workup(20).answer("44260-8", "Thoughts that you would be better off dead, or of hurting yourself in some way", (LNC, "LA6569-3", "Several days"), 10),
+    )
+    add(
+        P("s5-phq9-item9-zero", 33),
+        lambda p: p.fasciculation(60).full_workup(20).answer("44260-8", "Thoughts that you would be better off dead, or of hurting yourself in some way", (LNC, "LA6568-5", "Not at all"), 10),
+    )
+    add(
+        P("s5-pad-hand-numbness", 63, "male"),
+        lambda p: (
+            p.fasciculation(30)
+            .condition(ICD, "I10", "Essential (primary) hypertension", 2000)
+            .condition(ICD, "R20.0", "Anesthesia of skin", 20, text="Numbness of right hand")
+        ),
+    )
+    add(P("s5-widespread", 35), lambda p: p.fasciculation(300, note="Widespread fasciculations, unchanged and not progressive for a year").full_workup(30))
+    add(P("s5-spreading", 35), lambda p: p.fasciculation(300, note="Fasciculations now spreading from calves to both arms").full_workup(30))
+    add(P("s5-eyelid-myokymia", 27), lambda p: p.condition(ICD, "G51.4", "Facial myokymia", 30, text="Eyelid myokymia, left lower lid"))
+    add(
+        P("s5-spep-flag-only", 61),
+        lambda p: p.fasciculation(60).lab("24351-9", "Protein electrophoresis panel - Serum or Plasma", None, "", 10, "A"),
+    )
 
 
 def main() -> int:

@@ -29,7 +29,7 @@ from cds_service.protocol.validate import response_problems
 from cds_service.registry import Registry, load_services
 from cds_service.settings import Settings
 from cds_service.smart import auth
-from cds_service.smart.config import SmartSettings
+from cds_service.smart_settings import SmartSettings
 from cds_service.smart.fhir import TokenRejected, encode_url, read_patient_data
 from cds_service.smart.pipeline import cards_offline, patient_view_specs, prefetch_from_bundle
 from cds_service.smart.router import section_of

@@ -18,11 +18,12 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import yaml
 from fhir.resources.R4B.servicerequest import ServiceRequest
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cds_service.clinical.rules import RULES, Hit
 from cds_service.clinical.rules.base import Suggest, fmt_date
@@ -32,6 +33,9 @@ from cds_service.protocol.models import Action, Card, Coding, Link, Source, Sugg
 TOPIC_SYSTEM = "urn:cds-fasciculation:topic"
 OVERRIDE_SYSTEM = "urn:cds-fasciculation:override-reason"
 SOURCE_LABEL = "Fasciculation work-up CDS"
+# The card extension (CDS Hooks 2.0 "Extensions": a namespaced JSON object) that carries, machine-
+# readably, the rule and catalogue entry behind each card; feedback analytics and tests read it.
+CARD_EXTENSION = "org.cds-fasciculation.card"
 MAX_SUMMARY = 139
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]#|~])")
@@ -47,8 +51,16 @@ PER_REQUEST: dict[str, Any] = {
     "reasonReference": [{"reference": "Condition/p"}],
 }
 # Cards that open the SMART companion app (docs/smart-app.md), and the section each opens.
-SMART_SECTIONS = {"R01": "red-flags", "R02": "red-flags", "R03": "red-flags", "R04": "workup", "R06": "emg",
-                  "R08": "emg", "R09": "emg"}
+SMART_SECTIONS = {
+    "R01": "red-flags",
+    "R02": "red-flags",
+    "R03": "red-flags",
+    "R04": "workup",
+    "R06": "emg",
+    "R08": "emg",
+    "R09": "emg",
+    "R21": "emg",
+}
 SHAPE_MEMO_SIZE = 4096  # distinct suggestion shapes remembered as valid (the catalogue has < 200)
 
 
@@ -64,11 +76,77 @@ def md_escape(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text).replace("\n", " ")
 
 
+Indicator = Literal["info", "warning", "critical"]
+
+
+class _Spec(BaseModel):
+    """Strict: an unknown or misspelt key in a card file fails start-up instead of being ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CodeSpec(_Spec):
+    code: str = Field(min_length=1)
+    display: str = Field(min_length=1)
+
+
+class EvidenceSpec(_Spec):
+    seed: str = Field(min_length=1)
+    quote: str = Field(min_length=1)
+
+
+class LinkSpec(_Spec):
+    label: str = Field(min_length=1)
+    url: str = Field(pattern=r"^https?://")
+
+
+class CardSpec(_Spec):
+    """One file of ``cards/``: what clinicians edit, validated once at start-up."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    rule: str = Field(pattern=r"^[A-Z][A-Za-z0-9]*$")
+    # The indicators this card can carry, the usual one first; a rule may raise a card's severity
+    # (R13: info, warning when electrolytes are low) only to one listed here.
+    indicator: Indicator | list[Indicator]
+    summary: str = Field(min_length=1)
+    detail: str = Field(min_length=1)
+    topic: CodeSpec
+    selection: Literal["any", "at-most-one"] = "any"
+    order_all: bool = False
+    suggestions: dict[str, str] = Field(default_factory=dict)
+    override_reasons: list[CodeSpec] = Field(default_factory=list)
+    evidence: list[EvidenceSpec] = Field(default_factory=list)
+    links: list[LinkSpec] = Field(default_factory=list)
+
+    @property
+    def indicators(self) -> tuple[str, ...]:
+        return (self.indicator,) if isinstance(self.indicator, str) else tuple(self.indicator)
+
+
+class CatalogueError(ValueError):
+    """A card file that does not fit ``CardSpec``; the message names the file and the key."""
+
+
+def _spec_of(path: Path) -> CardSpec:
+    try:
+        raw = yaml.safe_load(path.read_text())
+        return CardSpec.model_validate(raw)
+    except yaml.YAMLError as exc:
+        raise CatalogueError(f"cards/{path.name}: not valid YAML ({exc})") from None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(file)'}: "
+            + ("unknown key (not part of a card; misspelt?)" if e["type"] == "extra_forbidden" else e["msg"])
+            for e in exc.errors(include_url=False)
+        )
+        raise CatalogueError(f"cards/{path.name}: {problems}") from None
+
+
 @dataclass(frozen=True)
 class CardKind:
     id: str
     rule: str
-    indicator: str
+    indicator: str  # the usual one
     summary: str
     detail: str
     topic: dict[str, str]
@@ -79,6 +157,26 @@ class CardKind:
     evidence: tuple[dict[str, str], ...] = ()
     links: tuple[dict[str, str], ...] = ()
     path: str = ""
+    indicators: tuple[str, ...] = ()  # every indicator the card may carry (``indicator`` first)
+
+    @classmethod
+    def of(cls, spec: CardSpec, path: str) -> CardKind:
+        return cls(
+            id=spec.id,
+            rule=spec.rule,
+            indicator=spec.indicators[0],
+            summary=spec.summary.strip(),
+            detail=spec.detail.strip(),
+            topic=spec.topic.model_dump(),
+            selection=spec.selection,
+            order_all=spec.order_all,
+            suggestion_labels=dict(spec.suggestions),
+            override_reasons=tuple(r.model_dump() for r in spec.override_reasons),
+            evidence=tuple(e.model_dump() for e in spec.evidence),
+            links=tuple(link.model_dump() for link in spec.links),
+            path=path,
+            indicators=spec.indicators,
+        )
 
 
 class Catalogue:
@@ -92,32 +190,12 @@ class Catalogue:
         directory = directory or default_cards_dir()
         kinds: dict[str, CardKind] = {}
         for path in sorted(directory.glob("*.yaml")):
-            raw = yaml.safe_load(path.read_text())
-            kind = CardKind(
-                id=raw["id"],
-                rule=raw["rule"],
-                indicator=raw["indicator"],
-                summary=raw["summary"].strip(),
-                detail=raw["detail"].strip(),
-                topic=dict(raw["topic"]),
-                selection=raw.get("selection", "any"),
-                order_all=bool(raw.get("order_all", False)),
-                suggestion_labels=dict(raw.get("suggestions") or {}),
-                override_reasons=tuple(raw.get("override_reasons") or ()),
-                evidence=tuple(raw.get("evidence") or ()),
-                links=tuple(raw.get("links") or ()),
-                path=path.name,
-            )
+            kind = CardKind.of(_spec_of(path), path.name)
             if kind.id in kinds:
-                raise ValueError(f"duplicate card kind {kind.id} in {path.name}")
-            if kind.selection not in ("any", "at-most-one"):
-                raise ValueError(f"{path.name}: selection must be any or at-most-one")
-            for r in kind.override_reasons:
-                if not r.get("code") or not r.get("display"):
-                    raise ValueError(f"{path.name}: every override reason needs code and display")
+                raise CatalogueError(f"cards/{path.name}: duplicate card id {kind.id}")
             kinds[kind.id] = kind
         if not kinds:
-            raise ValueError(f"no card kinds in {directory}")
+            raise CatalogueError(f"no card kinds in {directory}")
         return cls(kinds)
 
     def for_rule(self, rule_id: str) -> list[CardKind]:
@@ -150,6 +228,11 @@ class Renderer:
 
     def render(self, hit: Hit, rc: RenderContext) -> Card:
         kind = self.catalogue.kinds[hit.card]
+        if hit.indicator not in kind.indicators:
+            raise CatalogueError(
+                f"rule {hit.rule} gave card {kind.id} the indicator {hit.indicator}; "
+                f"cards/{kind.path} declares {list(kind.indicators)}"
+            )
         values = {k: md_escape(v) for k, v in hit.values.items()}
         summary = fill(kind.summary, hit.values)
         if len(summary) > MAX_SUMMARY:
@@ -168,7 +251,9 @@ class Renderer:
             actions = [a for s in suggestions for a in s.actions or ()]
             suggestions.append(
                 Suggestion(
-                    label=f"Order all {len(actions)} missing tests", uuid=str(uuid.uuid4()), actions=actions
+                    label=f"Order all {len(actions)} tests listed here",
+                    uuid=str(uuid.uuid4()),
+                    actions=actions,
                 )
             )
         if kind.selection == "at-most-one":
@@ -202,23 +287,28 @@ class Renderer:
                 ),
                 *(Link(label=link["label"], url=link["url"], type="absolute") for link in kind.links),
                 *(
-                    [Link(label="Open the whole work-up (SMART app)", url=rc.smart_launch_url, type="smart",
-                          appContext=SMART_SECTIONS[hit.rule])]
+                    [
+                        Link(
+                            label="Open the whole work-up (SMART app)",
+                            url=rc.smart_launch_url,
+                            type="smart",
+                            appContext=SMART_SECTIONS[hit.rule],
+                        )
+                    ]
                     if rc.smart_launch_url and hit.rule in SMART_SECTIONS
                     else []
                 ),
             ],
+            extension={CARD_EXTENSION: {"rule": hit.rule, "card": kind.id}},
         )
 
     def _detail(self, kind: CardKind, hit: Hit, values: dict[str, str], rc: RenderContext) -> str:
         parts = [fill(kind.detail, values)]
         if hit.basis:
-            parts.append(
-                "**Based on**\n\n"
-                + "\n".join(
-                    f"- {md_escape(b.text)} ({fmt_date(b.when)}; `{md_escape(b.ref)}`)" for b in hit.basis
-                )
+            lines = dict.fromkeys(  # a resource that matched twice (two concepts, merged hits) is cited once
+                f"- {md_escape(b.text)} ({fmt_date(b.when)}; `{md_escape(b.ref)}`)" for b in hit.basis
             )
+            parts.append("**Based on**\n\n" + "\n".join(lines))
         if hit.lines:
             parts.append("\n".join(f"- {md_escape(line)}" for line in hit.lines))
         if rc.missing:

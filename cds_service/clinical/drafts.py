@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cds_service.clinical.record import label_of, parse_when
+from cds_service.clinical.moments import Moment
+from cds_service.clinical.record_builder import label_of, parse_when
 from cds_service.clinical.terminology import Terminology
 from cds_service.jsonshape import items, obj, string
 
@@ -129,13 +130,13 @@ def read_drafts(term: Terminology, draft_orders: Any) -> list[Draft]:
     return drafts
 
 
-def focus(drafts: list[Draft], hook: str, selections: frozenset[str]) -> list[Draft]:
+def focus(drafts: list[Draft], moment: Moment, selections: frozenset[str]) -> list[Draft]:
     """On order-select the checks look at the newly selected orders; on order-sign at them all.
 
     A client whose selections name nothing in draftOrders (seen with DSTU2 drafts) gets every draft
     checked: missing a warning is worse than repeating one.
     """
-    if hook != "order-select" or not selections:
+    if moment is not Moment.SELECTING or not selections:
         return drafts
     chosen = [d for d in drafts if d.ref in selections]
     return chosen or drafts

@@ -1,9 +1,13 @@
 """Runs the rules for one hook call and applies the alert discipline.
 
-Discipline, in order: (1) CK above 1000 U/L (R05a) is folded into the red-flag card when R01 fires;
-(2) critical pathways suppress reassurance and routine-therapy cards; (3) a suggestion appears once
-per response, in the most severe card that offers it; (4) cards are ranked by severity, then by rule
-order, and cut to the card budget, the last kept card saying what was withheld.
+Rules run in rank order, on the moments they declare; a rule whose ``suppressed_by`` rules fired
+is not run. Discipline, in order: (1) a hit whose rule ``folds_into`` another is merged into that
+card when it fired at the declared indicator (CK above 1000 U/L into the red-flag card); (2) when
+any card is critical, rules that ``yield_to_critical`` (reassurance, routine therapy, repeat-EMG
+advice) are dropped; (3) a suggestion appears once per response, in the most severe card that
+offers it; (4) cards are ranked by severity, then by rule rank, and cut to the card budget, the last
+kept card saying what was withheld. Every policy is read from the rule declarations: no rule id
+is written here.
 """
 
 from __future__ import annotations
@@ -14,17 +18,13 @@ from datetime import datetime
 from typing import Any
 
 from cds_service.clinical.drafts import Draft, focus
-from cds_service.clinical.record import Fact, PatientRecord
-from cds_service.clinical.rules import RULES, Hit, RuleContext
+from cds_service.clinical.moments import Moment
+from cds_service.clinical.record_model import Fact, PatientRecord
+from cds_service.clinical.rules import RULES, Hit, Rule, RuleContext
 from cds_service.clinical.rules.base import TRIGGERS
 from cds_service.clinical.terminology import Terminology
 
 SCOPE = frozenset(TRIGGERS) | {"guillain_barre"}
-SUPPRESSED_BY_CRITICAL = frozenset({"R20", "R11", "R09"})
-# Display order among cards of equal severity: the GBS and stroke pathways come before the motor
-# red flag (they need admission / emergent imaging), then rules in registration order.
-FIRST = ("R03", "R02", "R01")
-RULE_ORDER = {rid: i for i, rid in enumerate([*FIRST, *(r.id for r in RULES if r.id not in FIRST)])}
 
 
 def in_scope(
@@ -57,12 +57,13 @@ class Evaluation:
 
 def evaluate(
     rec: PatientRecord,
-    hook: str,
+    moment: Moment,
     now: datetime,
     lookbacks: dict[str, int],
     budget: int,
     drafts: Iterable[Draft] = (),
     selections: frozenset[str] = frozenset(),
+    rules: list[Rule] = RULES,
 ) -> Evaluation:
     all_drafts = list(drafts)
     triggers = rec.has(*TRIGGERS) + [
@@ -71,40 +72,57 @@ def evaluate(
         for c in sorted(d.reason_concepts & set(TRIGGERS))
     ]
     ctx = RuleContext(
-        now, hook, lookbacks, triggers, focus(all_drafts, hook, selections), all_drafts, selections
+        now, moment, lookbacks, triggers, focus(all_drafts, moment, selections), all_drafts, selections
     )
     hits: list[Hit] = []
-    for r in RULES:
-        if hook not in r.hooks or (r.needs_trigger and not triggers):
+    for r in rules:
+        if moment not in r.moments or (r.needs_trigger and not triggers):
+            continue
+        if any(other in ctx.fired for other in r.suppressed_by):
             continue
         hit = r.fn(rec, ctx)
         if hit is not None:
             ctx.fired[r.id] = hit
             hits.append(hit)
-    return discipline(hits, budget)
+    return discipline(hits, budget, rules)
 
 
-def discipline(hits: list[Hit], budget: int) -> Evaluation:
+def _offered_elsewhere(concept: str, other: Hit, rules: list[Rule]) -> str:
+    """Say where a suggestion this card would also make went (a card's count of missing tests
+    must match its buttons, or the clinician looks for the one that is missing)."""
+    from cds_service.clinical.terminology import terminology
+
+    label = terminology().concept(concept).label
+    title = next((r.title for r in rules if r.id == other.rule), other.rule)
+    return f"{label} is offered on the {other.rule} card ({title}), not here."
+
+
+def discipline(hits: list[Hit], budget: int, rules: list[Rule] = RULES) -> Evaluation:
+    declared = {r.id: r for r in rules}
     by_rule = {h.rule: h for h in hits}
-    red = by_rule.get("R01")
-    ck = by_rule.get("R05a")
-    if red is not None and ck is not None and red.indicator == "critical":
-        red.lines.append(
-            f"CK {ck.values['value']} U/L, above 1000: a myopathic process, not consistent with BFS."
-        )
-        red.basis += ck.basis
-        hits.remove(ck)
+    for r in rules:
+        fold = r.folds_into
+        hit = by_rule.get(r.id)
+        target = by_rule.get(fold.into) if fold is not None else None
+        if fold is None or hit is None or target is None or target.indicator != fold.indicator:
+            continue
+        target.lines.append(fold.line.format_map(hit.values))
+        target.basis += hit.basis
+        hits.remove(hit)
     if any(h.indicator == "critical" for h in hits):
-        hits = [h for h in hits if h.rule not in SUPPRESSED_BY_CRITICAL]
-    hits.sort(key=lambda h: (h.rank, RULE_ORDER.get(h.rule, 99)))
-    offered: set[tuple[str, str | None, str | None]] = set()
+        hits = [h for h in hits if not (h.rule in declared and declared[h.rule].yields_to_critical)]
+    order = {r.id: r.rank for r in rules}
+    hits.sort(key=lambda h: (h.rank, order.get(h.rule, 1_000_000)))
+    offered: dict[tuple[str, str | None, str | None], Hit] = {}
     for h in hits:
         kept = []
         for s in h.suggest:
             key = (s.concept, s.code, s.text_only)
             if key not in offered:
-                offered.add(key)
+                offered[key] = h
                 kept.append(s)
+            elif offered[key] is not h:
+                h.lines.append(_offered_elsewhere(s.concept, offered[key], rules))
         h.suggest = kept
     kept_hits, withheld = hits[:budget], hits[budget:]
     if withheld and kept_hits:

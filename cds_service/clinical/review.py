@@ -3,7 +3,8 @@
 ``docs/clinical-rules.md`` is generated from the rule registry and the card catalogue, so what a
 clinician reviews is what runs; a test fails when the committed page is out of date
 (regenerate with ``cds-fasciculation rules-doc --write``). ``evaluate_bundle`` runs a FHIR Bundle
-file through the same record, rules and cards as the service and prints the cards readably.
+file through ``Topic.assess``, the very pipeline the service's handler calls, with the same topic
+settings (card budget, look-backs, order intent) unless told otherwise.
 """
 
 from __future__ import annotations
@@ -14,16 +15,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cds_service.clinical.cards import Catalogue, RenderContext, Renderer
-from cds_service.clinical.engine import evaluate, in_scope
-from cds_service.clinical.record import RecordBuilder
-from cds_service.clinical.rules import RULES
-from cds_service.clinical.rules.base import DEFAULT_LOOKBACKS, TRIGGERS
+from cds_service.clinical.cards import Catalogue
+from cds_service.clinical.moments import hooks_for
+from cds_service.clinical.pipeline import Situation, Topic, collect
+from cds_service.clinical.rules import RULES, Rule
+from cds_service.clinical.rules.base import DEFAULT_LOOKBACKS
+from cds_service.clinical.settings import TopicSettings
 from cds_service.clinical.terminology import terminology
-from cds_service.protocol.models import Card
+from cds_service.protocol.models import Card, Hook
 
 DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "clinical-rules.md"
-HOOK_SHORT = {"patient-view": "patient-view", "order-select": "order-select", "order-sign": "order-sign"}
+OFFLINE_BASE_URL = "http://localhost:8100"
+
+
+def _hooks(r: Rule) -> str:
+    return ", ".join(hooks_for(r.moments))
 
 
 def _code_text(concept: str) -> str:
@@ -53,16 +59,16 @@ def rules_markdown() -> str:
         "|---|---|---|---|",
     ]
     for r in RULES:
-        kinds = ", ".join(f"`{k.id}` ({k.indicator})" for k in catalogue.for_rule(r.id))
-        out.append(f"| {r.id} | {r.title} | {', '.join(r.hooks)} | {kinds} |")
+        kinds = ", ".join(f"`{k.id}` ({'/'.join(k.indicators)})" for k in catalogue.for_rule(r.id))
+        out.append(f"| {r.id} | {r.title} | {_hooks(r)} | {kinds} |")
     for r in RULES:
         out += ["", f"## {r.id}: {r.title}", ""]
-        out.append(f"- **Hooks:** {', '.join(r.hooks)}")
+        out.append(f"- **Hooks:** {_hooks(r)}")
         out.append(f"- **Needs the fasciculation trigger:** {'yes' if r.needs_trigger else 'no'}")
         out.append(f"- **Fires when:** {r.fires_when}.")
         out.append(f"- **Suppressed when:** {r.suppressed_when}.")
         for kind in catalogue.for_rule(r.id):
-            out += ["", f"### Card `{kind.id}` ({kind.indicator}), file `cards/{kind.path}`", ""]
+            out += ["", f"### Card `{kind.id}` ({'/'.join(kind.indicators)}), file `cards/{kind.path}`", ""]
             out.append(f"Summary: _{kind.summary}_")
             if kind.suggestion_labels:
                 out += ["", "Suggestions (FHIR R4 `ServiceRequest`, status draft):", ""]
@@ -91,34 +97,43 @@ def write_rules_doc(path: Path = DOC_PATH) -> bool:
 
 
 def evaluate_bundle(
-    path: Path, hook: str = "patient-view", budget: int = 20, as_fixture: bool = False
+    path: Path,
+    hook: Hook | str = Hook.PATIENT_VIEW,
+    budget: int | None = None,
+    as_fixture: bool = False,
+    base_url: str = OFFLINE_BASE_URL,
+    now: datetime | None = None,
+    topic: Topic | None = None,
+    user_ref: str | None = None,
 ) -> list[tuple[str, Card]]:
-    """Run a FHIR Bundle (any type) offline; returns (rule id, card) pairs, all cards up to ``budget``.
+    """Run a FHIR Bundle (any type) offline through the service's pipeline; returns (rule id,
+    card) pairs. ``budget`` overrides the card budget of the topic settings (``CDS_CARD_BUDGET``).
 
     ``as_fixture`` loads it as a project fixture: dates moved to today, background history merged.
     """
     if as_fixture:
-        from cds_service.fixtures import load
+        from cds_tools.fixtures import load
 
         bundle = load(path).bundle
     else:
         bundle = json.loads(path.read_text())
-    resources: dict[str, list[dict[str, Any]]] = {}
-    for entry in bundle.get("entry", ()):
-        res = entry.get("resource")
-        if isinstance(res, dict) and isinstance(res.get("resourceType"), str):
-            resources.setdefault(res["resourceType"], []).append(res)
-    t = terminology()
-    if not in_scope(t, resources):
-        return []
+    if topic is None:
+        settings = TopicSettings()
+        if budget is not None:
+            settings = settings.model_copy(update={"card_budget": budget})
+        topic = Topic(settings)
+    entries = (e.get("resource") for e in bundle.get("entry", ()) if isinstance(e, dict))
+    resources = collect([[r for r in entries if isinstance(r, dict)]])
     patient = next(iter(resources.get("Patient", [])), {"id": "unknown"})
-    now = datetime.now(UTC)
-    rec = RecordBuilder(t).build(str(patient.get("id")), now, resources)
-    result = evaluate(rec, hook, now, DEFAULT_LOOKBACKS, budget)
-    renderer = Renderer(Catalogue.load(), t)
-    trigger = next((f.ref for f in rec.has(*TRIGGERS) if f.source == "condition"), None)
-    rc = RenderContext(str(patient.get("id")), None, now, "http://localhost:8100", "proposal", trigger, [])
-    return [(hit.rule, renderer.render(hit, rc)) for hit in result.hits]
+    situation = Situation(
+        hook=Hook(hook),
+        now=now or datetime.now(UTC),
+        patient_id=str(patient.get("id")),
+        user_ref=user_ref,  # the requester of suggested orders, as the hook's userId gives it
+        base_url=base_url,
+    )
+    assessment = topic.assess(resources, situation)
+    return [(why.rule, card) for why, card in zip(assessment.issued, assessment.cards, strict=True)]
 
 
 def format_cards(cards: list[tuple[str, Card]]) -> str:
@@ -139,4 +154,4 @@ def format_cards(cards: list[tuple[str, Card]]) -> str:
 
 
 def rules_summary() -> list[dict[str, Any]]:
-    return [{"id": r.id, "title": r.title, "hooks": list(r.hooks)} for r in RULES]
+    return [{"id": r.id, "title": r.title, "hooks": [str(h) for h in hooks_for(r.moments)]} for r in RULES]

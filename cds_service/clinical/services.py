@@ -1,8 +1,13 @@
 """The fasciculation work-up services, plugged into the registry.
 
-One id, ``fasciculation-workup``, serves ``patient-view`` here (the order hooks register beside
-it). Prefetch templates ask for exactly what the rules read; the Observation search lists the
-codes the rules use, split over several keys so each URL stays under 2,000 characters.
+One id per hook (``SERVICE_IDS``): real clients key discovered services by id alone (the CDS
+Hooks Sandbox keeps only the last entry of an id), so sharing one id across hooks, which the spec
+allows, lost two of the three hooks there. The order hooks' former id, ``fasciculation-workup``,
+still answers them for one release as a deprecated alias (docs/testing.md, "Service ids"). The handlers only translate a hook call into the topic's terms (typed
+context -> ``Situation``, gathered data -> resources by type) and call ``Topic.assess``, the one
+pipeline the offline ``evaluate`` command uses too. Prefetch templates ask for exactly what the
+rules read; the Observation search lists the codes the rules use, split over several keys so each
+URL stays under 2,000 characters.
 """
 
 from __future__ import annotations
@@ -11,26 +16,33 @@ import functools
 import html
 from typing import Any
 
-from cds_service.clinical.cards import Catalogue, RenderContext, Renderer
-from cds_service.clinical.drafts import Draft, read_drafts
-from cds_service.clinical.engine import evaluate, in_scope
-from cds_service.clinical.record import RecordBuilder
-from cds_service.clinical.rules import RULES
-from cds_service.clinical.rules.base import DEFAULT_LOOKBACKS, TRIGGERS
-from cds_service.clinical.terminology import LOINC, SNOMED, Terminology, terminology
-from cds_service.protocol.models import CdsResponse, dump
-from cds_service.registry import (
-    CardRecord,
-    HandlerResult,
-    HookCall,
-    PrefetchSpec,
-    Registry,
-    ServiceDefinition,
+from cds_service.clinical.drafts import read_drafts
+from cds_service.clinical.moments import Moment
+from cds_service.clinical.pipeline import RECORD_TYPES, Situation, Topic, collect
+from cds_service.clinical.settings import TopicSettings
+from cds_service.clinical.sources import cite
+from cds_service.clinical.terminology import LOINC, SNOMED, Terminology
+from cds_service.data.prefetch import PrefetchSpec
+from cds_service.protocol.errors import PreconditionFailed
+from cds_service.protocol.models import (
+    EncounterStartContext,
+    Hook,
+    OrderSelectContext,
+    OrderSignContext,
+    PatientViewContext,
 )
+from cds_service.registry import HandlerResult, HookCall, Registry, ServiceDefinition
 from cds_service.settings import Settings
-from cds_service.smart.config import SmartSettings
+from cds_service.smart_settings import SmartSettings
 
-SERVICE_ID = "fasciculation-workup"
+__all__ = ["RECORD_TYPES", "SERVICE_ID", "SERVICE_IDS", "WorkupService", "prefetch_templates", "register"]
+
+SERVICE_ID = "fasciculation-workup"  # patient-view; the id every release so far published
+SERVICE_IDS: dict[Hook, str] = {
+    Hook.PATIENT_VIEW: SERVICE_ID,
+    Hook.ORDER_SELECT: "fasciculation-order-select",
+    Hook.ORDER_SIGN: "fasciculation-order-sign",
+}
 MAX_URL = 2000
 PATIENT = "{{context.patientId}}"
 FINDING_CATEGORIES = (
@@ -43,18 +55,12 @@ FINDING_CATEGORIES = (
     "associated_symptom",
     "differential",
 )
-# Resource types the patient record is built from (WorkupService.by_type).
-RECORD_TYPES = (
-    "Patient",
-    "Condition",
-    "Observation",
-    "ServiceRequest",
-    "Procedure",
-    "DiagnosticReport",
-    "MedicationRequest",
-    "MedicationStatement",
-    "Appointment",
-)
+# Page size asked of the FHIR server (it may cap it lower; every page is followed). Measured on a
+# 7,900-resource Synthea patient (docs/alert-burden.md): one page of 814 labs instead of five, and
+# no ``_sort=-date``, which took SEKMET 94 s for the lab search (1.4 s without). The record orders
+# results itself, and a search cut off at the page cap is reported incomplete, never used as whole,
+# so server-side order buys nothing.
+PAGE = "&_count=1000"
 
 
 def _chunks(prefix: str, codes: list[str], limit: int) -> list[str]:
@@ -62,13 +68,13 @@ def _chunks(prefix: str, codes: list[str], limit: int) -> list[str]:
     out: list[str] = []
     current: list[str] = []
     for code in codes:
-        candidate = prefix + ",".join([*current, code]) + "&_sort=-date&_count=200"
+        candidate = prefix + ",".join([*current, code]) + PAGE
         if current and len(candidate) > limit:
-            out.append(prefix + ",".join(current) + "&_sort=-date&_count=200")
+            out.append(prefix + ",".join(current) + PAGE)
             current = []
         current.append(code)
     if current:
-        out.append(prefix + ",".join(current) + "&_sort=-date&_count=200")
+        out.append(prefix + ",".join(current) + PAGE)
     return out
 
 
@@ -91,7 +97,7 @@ def prefetch_templates(t: Terminology) -> tuple[PrefetchSpec, ...]:
     )
     specs = [
         PrefetchSpec("patient", f"Patient/{PATIENT}", required=False),
-        PrefetchSpec("conditions", f"Condition?patient={PATIENT}&_count=200", required=True, all_pages=True),
+        PrefetchSpec("conditions", f"Condition?patient={PATIENT}{PAGE}", required=True, all_pages=True),
     ]
     for i, url in enumerate(lab_urls):
         specs.append(
@@ -104,111 +110,82 @@ def prefetch_templates(t: Terminology) -> tuple[PrefetchSpec, ...]:
             )
         )
     specs += [
-        PrefetchSpec("serviceRequests", f"ServiceRequest?patient={PATIENT}&_count=200", all_pages=True),
-        PrefetchSpec("procedures", f"Procedure?patient={PATIENT}&_count=200", all_pages=True),
-        PrefetchSpec("reports", f"DiagnosticReport?patient={PATIENT}&_count=200", all_pages=True),
+        PrefetchSpec("serviceRequests", f"ServiceRequest?patient={PATIENT}{PAGE}", all_pages=True),
+        PrefetchSpec("procedures", f"Procedure?patient={PATIENT}{PAGE}", all_pages=True),
+        PrefetchSpec("reports", f"DiagnosticReport?patient={PATIENT}{PAGE}", all_pages=True),
         PrefetchSpec(
             "medications",
-            f"MedicationRequest?patient={PATIENT}&status=active,on-hold&_count=200",
+            f"MedicationRequest?patient={PATIENT}&status=active,on-hold{PAGE}",
             all_pages=True,
         ),
         PrefetchSpec(
             "appointments", f"Appointment?patient={PATIENT}&status=proposed,pending,booked&_count=50"
         ),
         # Ankle-brachial index results carry local codes (no LOINC exists); they live in exam/procedure.
-        PrefetchSpec(
-            "exams", f"Observation?patient={PATIENT}&category=exam,procedure&_sort=-date&_count=200"
-        ),
+        PrefetchSpec("exams", f"Observation?patient={PATIENT}&category=exam,procedure{PAGE}"),
     ]
     return tuple(specs)
 
 
 class WorkupService:
-    """Everything built once at start-up: terminology, catalogue, renderer, record builder."""
+    """The hook handlers of the topic, around one ``Topic`` built at start-up."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.t = terminology()
-        self.catalogue = Catalogue.load()
-        self.renderer = Renderer(self.catalogue, self.t)
-        self.builder = RecordBuilder(self.t, use_trigger_text=settings.trigger_free_text)
-        self.lookbacks = {**DEFAULT_LOOKBACKS, **settings.lab_lookback_days}
-        public = settings.public_base_url
-        self.smart_url = f"{public.rstrip('/')}/smart/launch" if public and SmartSettings().enabled else None
-        rule_ids = {r.id for r in RULES}
-        orphans = sorted(k.id for k in self.catalogue.kinds.values() if k.rule not in rule_ids)
-        if orphans:
-            raise ValueError(f"card kinds for unknown rules: {orphans}")
+    def __init__(
+        self, settings: TopicSettings | Topic | None = None, smart_launch_url: str | None = None
+    ) -> None:
+        self.topic = settings if isinstance(settings, Topic) else Topic(settings)
+        self.t = self.topic.t
+        self.catalogue = self.topic.catalogue
+        self.smart_launch_url = smart_launch_url  # cards' smart link target (None: no smart links)
 
     def by_type(self, call: HookCall) -> dict[str, list[dict[str, Any]]]:
-        """The gathered resources of the types the rules read, each once per id: what
-        ``call.data.of_type(kind)`` gives for every kind, in one pass over the data instead of one
-        pass per kind (nine passes over thousands of Observations were measurable)."""
-        found: dict[str, list[dict[str, Any]]] = {kind: [] for kind in RECORD_TYPES}
-        seen: dict[str, set[str]] = {kind: set() for kind in RECORD_TYPES}
-        for key in call.data.keys.values():
-            for res in key.resources:
-                kind = res.get("resourceType")
-                if not isinstance(kind, str) or kind not in found:
-                    continue
-                rid = res.get("id")
-                if isinstance(rid, str):
-                    if rid in seen[kind]:
-                        continue
-                    seen[kind].add(rid)
-                found[kind].append(res)
-        return {kind: resources for kind, resources in found.items() if resources}
+        """The gathered resources of the types the record reads, each once per id."""
+        return collect(key.resources for key in call.data.keys.values())
 
-    async def patient_view(self, call: HookCall) -> HandlerResult:
-        return self.run(call, [], frozenset())
-
-    async def order_hook(self, call: HookCall) -> HandlerResult:
-        """order-select and order-sign: the same record, with the draft orders read defensively."""
-        drafts = read_drafts(self.t, call.request.context.get("draftOrders"))
-        raw_selections = call.request.context.get("selections")
-        selections = (
-            frozenset(s for s in raw_selections if isinstance(s, str))
-            if isinstance(raw_selections, list)
-            else frozenset()
+    def situation(self, call: HookCall) -> Situation:
+        """The hook call in the topic's terms, from the *typed* context (drafts read defensively:
+        ``draftOrders`` from real clients is often not valid FHIR)."""
+        ctx = call.context
+        if not isinstance(
+            ctx, PatientViewContext | OrderSelectContext | OrderSignContext | EncounterStartContext
+        ):
+            raise TypeError(f"no typed context for hook {call.request.hook!r}")
+        drafts = (
+            read_drafts(self.t, ctx.draftOrders)
+            if isinstance(ctx, OrderSelectContext | OrderSignContext)
+            else []
         )
-        return self.run(call, drafts, selections)
-
-    def run(self, call: HookCall, drafts: list[Draft], selections: frozenset[str]) -> HandlerResult:
-        resources = self.by_type(call)
-        if not in_scope(self.t, resources, drafts):
-            return HandlerResult({"cards": []})
-        patient_id = str(call.request.context.get("patientId"))
-        missing = [f"{k} ({call.data.keys[k].problem})" for k in call.data.missing]
-        rec = self.builder.build(patient_id, call.now, resources, missing)
-        result = evaluate(
-            rec, call.request.hook, call.now, self.lookbacks, self.settings.card_budget, drafts, selections
-        )
-        trigger_condition = next((f.ref for f in rec.has(*TRIGGERS) if f.source == "condition"), None)
-        rc = RenderContext(
-            patient_id=patient_id,
-            user_ref=call.request.context.get("userId"),
+        selections = frozenset(ctx.selections) if isinstance(ctx, OrderSelectContext) else frozenset()
+        return Situation(
+            hook=Hook(call.request.hook),
             now=call.now,
+            patient_id=ctx.patientId,
+            user_ref=ctx.userId,
+            drafts=drafts,
+            selections=selections,
+            missing=[f"{k} ({call.data.keys[k].problem})" for k in call.data.missing],
             base_url=call.base_url,
-            intent=self.settings.order_intent,
-            reason_condition=trigger_condition,
-            missing=missing,
-            smart_launch_url=self.smart_url,
+            smart_launch_url=self.smart_launch_url,
         )
-        cards = [self.renderer.render(hit, rc) for hit in result.hits]
-        issued = [
-            CardRecord(c.uuid or "", hit.rule, hit.indicator)
-            for c, hit in zip(cards, result.hits, strict=True)
-        ]
-        return HandlerResult(dump(CdsResponse(cards=cards)), issued)
+
+    async def handle(self, call: HookCall) -> HandlerResult:
+        """Every hook of the topic: the same pipeline, the moment decides which rules speak."""
+        assessment = self.topic.assess(self.by_type(call), self.situation(call))
+        cut = call.data.incomplete_required
+        if not assessment.in_scope and cut:
+            # The fasciculation may be on a page we could not get: never a silent "none" (issue 17).
+            detail = "; ".join(f"'{r.key}': {r.problem}" for r in cut)
+            raise PreconditionFailed(f"Required FHIR data are incomplete: {detail}")
+        return HandlerResult(assessment.response(), assessment.records())
 
     # ------------------------------------------------------------------ evidence pages
 
     def page(self, card_id: str) -> str:
         kind = self.catalogue.kinds[card_id]
-        rule = next(r for r in RULES if r.id == kind.rule)
+        rule = next(r for r in self.topic.rules if r.id == kind.rule)
         quotes = [*rule.seeds, *((e["seed"], e["quote"]) for e in kind.evidence)]
         items = "".join(
-            f"<li><q>{html.escape(q)}</q> <small>({html.escape(s)})</small></li>" for s, q in quotes
+            f"<li><q>{html.escape(q)}</q> <small>({html.escape(cite(s))})</small></li>" for s, q in quotes
         )
         codes = "".join(
             f"<li>{html.escape(label)}: {html.escape(self._code_text(concept))}</li>"
@@ -247,53 +224,71 @@ def _html(title: str, body: str) -> str:
     )
 
 
-def register(registry: Registry, settings: Settings) -> None:
-    """One id, three hooks: patient-view, order-select and order-sign share data needs and rules."""
-    svc = WorkupService(settings)
-    prefetch = prefetch_templates(svc.t)
-    usage = (
-        "FHIR R4. Conditions and the Observation searches are required (prefetch or fhirServer access); orders, "
-        "procedures, reports, medications, appointments and exam observations are optional and their absence is "
-        "stated on the cards."
-    )
-    registry.add(
-        ServiceDefinition(
-            id=SERVICE_ID,
-            hook="patient-view",
-            title="Fasciculation work-up",
-            description=(
-                "Checks the work-up of muscle fasciculations when a chart is opened: red flags needing urgent EMG and "
-                "neurology, missing first-tier labs, abnormal results, drug causes, screening and follow-up. Silent "
-                "for patients without fasciculation."
-            ),
-            handler=svc.patient_view,
-            prefetch=prefetch,
-            usage_requirements=usage,
+# Title and description of the service at each moment (discovery).
+MOMENT_TEXT: dict[Moment, tuple[str, str]] = {
+    Moment.CHART: (
+        "Fasciculation work-up",
+        "Checks the work-up of muscle fasciculations when a chart is opened: red flags needing urgent EMG and "
+        "neurology, missing first-tier labs, abnormal results, drug causes, screening and follow-up. Silent "
+        "for patients without fasciculation.",
+    ),
+    **{
+        moment: (
+            "Fasciculation work-up: order checks",
+            f"Checks orders {when} for a patient with fasciculations: duplicate or repeat EMG, "
+            "cyclobenzaprine, lumbar MRI and brain imaging appropriateness, compression stockings with a low "
+            "ankle-brachial index, and red flags without EMG/neurology ordered. Accepts R4, STU3 and DSTU2 "
+            "draft orders.",
         )
-    )
-    for hook, moment in (
-        ("order-select", "as orders are selected"),
-        ("order-sign", "before orders are signed"),
-    ):
+        for moment, when in (
+            (Moment.SELECTING, "as orders are selected"),
+            (Moment.SIGNING, "before orders are signed"),
+        )
+    },
+}
+USAGE = (
+    "FHIR R4. Conditions and the Observation searches are required (prefetch or fhirServer access); orders, "
+    "procedures, reports, medications, appointments and exam observations are optional and their absence is "
+    "stated on the cards."
+)
+
+
+def register(registry: Registry, settings: Settings, topic: Topic | None = None) -> None:
+    """One id per hook the topic serves (``SERVICE_IDS``; a hook added later gets
+    ``fasciculation-<hook>``); they share data needs and rules. The former shared id stays a
+    deprecated alias of the order hooks for one release. The topic reads its own settings
+    (``TopicSettings``) from the environment; of the core ``settings`` only the public base URL is
+    read, for the cards' SMART-app link."""
+    svc = WorkupService(topic, smart_launch_url(settings))
+    prefetch = prefetch_templates(svc.t)
+    for hook, moment in svc.topic.hook_moments.items():
+        title, description = MOMENT_TEXT[moment]
+        service_id = SERVICE_IDS.get(hook, f"fasciculation-{hook.value}")
         registry.add(
             ServiceDefinition(
-                id=SERVICE_ID,
+                id=service_id,
                 hook=hook,
-                title="Fasciculation work-up: order checks",
-                description=(
-                    f"Checks orders {moment} for a patient with fasciculations: duplicate or repeat EMG, "
-                    "cyclobenzaprine, lumbar MRI and brain imaging appropriateness, compression stockings with a low "
-                    "ankle-brachial index, and red flags without EMG/neurology ordered. Accepts R4, STU3 and DSTU2 "
-                    "draft orders."
-                ),
-                handler=svc.order_hook,
+                title=title,
+                description=description,
+                handler=svc.handle,
                 prefetch=prefetch,
-                usage_requirements=usage,
+                usage_requirements=USAGE,
             )
         )
+        if service_id != SERVICE_ID:
+            registry.add_alias(SERVICE_ID, hook, service_id)  # deprecated: one release
     registry.pages["index"] = svc.index
     for card_id in svc.catalogue.kinds:
         registry.pages[card_id] = functools.partial(_page, svc, card_id)
+
+
+def smart_launch_url(settings: Settings) -> str | None:
+    """Where a card's ``smart`` link points: the SMART app's launch endpoint, only when the service
+    knows its public base URL (an EHR must reach it) and the app is enabled (an EHR allow-listed,
+    ``CDS_SMART_ALLOWED_ISS``). Read from the plain settings module, never the app's package (which
+    imports this topic)."""
+    public = settings.public_base_url
+    return f"{public.rstrip('/')}/smart/launch" if public and SmartSettings().enabled else None
 
 
 def _page(svc: WorkupService, card_id: str, _base: str) -> str:

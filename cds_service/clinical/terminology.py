@@ -109,6 +109,10 @@ class Terminology:
         self.drug_classes: dict[str, list[str]] = dict(data.get("drug_classes", {}))
         self.class_of: dict[str, str] = {m: g for g, ms in self.drug_classes.items() for m in ms}
         self.thresholds: dict[str, Any] = dict(data.get("thresholds", {}))
+        # Named groups of concepts a rule reads as one (e.g. diagnoses that explain fasciculations).
+        self.value_sets: dict[str, tuple[str, ...]] = {
+            k: tuple(v) for k, v in data.get("value_sets", {}).items()
+        }
         self._drug_names = [
             (re.compile(rf"\b{re.escape(self._ingredient_name(cid))}\b", re.IGNORECASE), cid)
             for cid in self.class_of

@@ -36,12 +36,15 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
-from cds_service import metrics
-from cds_service.data.templates import render, token_values
+from cds_service.data.complete import cut_without_link, merge_pages
+from cds_service.data.fhir_auth import scope_refusal, token_refusal
+from cds_service.data.prefetch import PrefetchSpec
+from cds_service.data.templates import render_for_fetch, token_values
+from cds_service.data.tls import client_tls_context, tls_verify_failed
 from cds_service.jsonshape import items
+from cds_service.ops import metrics
 from cds_service.protocol.errors import PreconditionFailed
 from cds_service.protocol.models import HookRequest
-from cds_service.registry import PrefetchSpec
 from cds_service.settings import Settings
 
 FHIR_ACCEPT = "application/fhir+json, application/json;q=0.9"
@@ -62,6 +65,7 @@ class KeyResult:
     resources: list[dict[str, Any]] = field(default_factory=list)
     problem: str | None = None
     fetch_ms: float | None = None
+    required: bool = False  # the service cannot answer without this key (set by ``gather``)
 
 
 @dataclass
@@ -93,6 +97,12 @@ class GatheredData:
     @property
     def missing(self) -> list[str]:
         return [k for k, r in self.keys.items() if r.state in (KeyState.MISSING, KeyState.PARTIAL)]
+
+    @property
+    def incomplete_required(self) -> list[KeyResult]:
+        """Required keys whose data are only partly had (cut-off pages): the record is not whole, so
+        an answer must never imply that something is absent (issue 17; ``complete.py``)."""
+        return [r for r in self.keys.values() if r.required and r.state is KeyState.PARTIAL]
 
     @property
     def fetched(self) -> list[str]:
@@ -182,7 +192,10 @@ class Gatherer:
                     continue
                 resources = _entries(value)
                 nxt = _next_link(value) if spec.all_pages else None
-                if nxt is None:
+                cut = cut_without_link(value) if spec.all_pages and nxt is None else None
+                if cut is not None:  # fetch the whole search again; keep what was given meanwhile
+                    to_fetch.append((spec, None, resources, cut))
+                elif nxt is None:
                     data.keys[spec.key] = KeyResult(spec.key, KeyState.PREFETCHED, resources)
                 else:
                     to_fetch.append((spec, nxt, resources, None))
@@ -192,6 +205,8 @@ class Gatherer:
         if to_fetch:
             await self._fetch_all(request, to_fetch, data)
 
+        for spec in specs:
+            data.keys[spec.key].required = spec.required
         metrics.prefetch_observed(data.keys.values())
         failed = [
             r for spec in specs if spec.required and (r := data.keys[spec.key]).state is KeyState.MISSING
@@ -210,6 +225,8 @@ class Gatherer:
         scheme = urlsplit(request.fhirServer).scheme.lower()
         if scheme not in ("http", "https"):
             return "fhirServer is not an http(s) URL"
+        if request.fhirAuthorization is not None:
+            return token_refusal(request.fhirAuthorization)
         return None
 
     async def _fetch_all(
@@ -226,17 +243,26 @@ class Gatherer:
         stop_at = time.monotonic() + self.settings.prefetch_deadline_seconds
         for spec, next_url, so_far, why in jobs:
             if refusal is not None:
-                state = KeyState.PARTIAL if next_url else KeyState.MISSING
+                state = KeyState.PARTIAL if next_url or so_far else KeyState.MISSING
                 data.keys[spec.key] = KeyResult(spec.key, state, so_far, f"{why or 'more pages'}; {refusal}")
                 continue
             if next_url is None:
-                rendered = render(spec.template, values)
+                rendered = render_for_fetch(spec.template, values)
                 if rendered is None:
                     data.keys[spec.key] = KeyResult(
-                        spec.key, KeyState.MISSING, [], f"{why}; template token not in context"
+                        spec.key,
+                        KeyState.PARTIAL if so_far else KeyState.MISSING,
+                        so_far,
+                        f"{why}; template token not in context",
                     )
                     continue
                 assert request.fhirServer is not None
+                narrow = (
+                    scope_refusal(request.fhirAuthorization, rendered) if request.fhirAuthorization else None
+                )
+                if narrow is not None:
+                    data.keys[spec.key] = KeyResult(spec.key, KeyState.MISSING, [], f"{why}; {narrow}")
+                    continue
                 url = request.fhirServer.rstrip("/") + "/" + rendered.lstrip("/")
             else:
                 url = next_url
@@ -255,7 +281,7 @@ class Gatherer:
                 data.keys[spec.key] = KeyResult(
                     spec.key,
                     KeyState.PARTIAL if truncated else KeyState.FETCHED,
-                    so_far + got,
+                    merge_pages(so_far, got),
                     f"stopped after {self.settings.fhir_page_cap} pages" if truncated else None,
                     fetch_ms=elapsed,
                 )
@@ -306,7 +332,11 @@ class Gatherer:
             return await self.client.get(url, headers=headers, timeout=timeout)
         except httpx.TimeoutException:
             raise _FetchFailed("FHIR request timed out") from None
-        except httpx.HTTPError:
+        except httpx.HTTPError as exc:
+            if tls_verify_failed(exc):
+                raise _FetchFailed(
+                    "the FHIR server's TLS certificate is not trusted (its CA may be set with CDS_TLS_CA_BUNDLE)"
+                ) from None
             raise _FetchFailed("could not connect to the FHIR server") from None
         finally:
             self._slots.release()
@@ -333,7 +363,12 @@ class Gatherer:
                 raise _FetchFailed("next link points away from fhirServer; not followed")
             resp = await self._get(next_url, headers, stop_at)
             if resp.status_code in (401, 403):
-                raise _FetchFailed(f"FHIR server refused access (HTTP {resp.status_code})")
+                why = (
+                    ": the fhirAuthorization token was not accepted (expired, revoked or issued for another server)"
+                    if request.fhirAuthorization is not None
+                    else ""
+                )
+                raise _FetchFailed(f"FHIR server refused access (HTTP {resp.status_code}){why}")
             if not 200 <= resp.status_code < 300:
                 raise _FetchFailed(f"FHIR server answered HTTP {resp.status_code}")
             try:
@@ -369,4 +404,10 @@ def build_fhir_client(settings: Settings) -> httpx.AsyncClient:
     limits = httpx.Limits(
         max_connections=settings.fhir_max_connections, max_keepalive_connections=settings.fhir_max_connections
     )
-    return httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False, trust_env=False)
+    return httpx.AsyncClient(
+        timeout=timeout,
+        limits=limits,
+        follow_redirects=False,
+        trust_env=False,
+        verify=client_tls_context(settings),  # CDS_TLS_CA_BUNDLE / CDS_TLS_SYSTEM_TRUST
+    )

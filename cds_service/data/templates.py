@@ -64,3 +64,48 @@ def render(template: str, values: dict[str, str]) -> str | None:
 
     out = TOKEN.sub(sub, template)
     return None if missing else out
+
+
+def render_for_fetch(template: str, values: dict[str, str]) -> str | None:
+    """The template as a URL to GET: like ``render``, but every query value is percent-encoded
+    (RFC 3986: all but the unreserved characters), the path left as it is.
+
+    A FHIR token search such as ``code=http://loinc.org|3016-3`` is legal unencoded, but proxies and
+    gateways rewrite URLs: the SMART App Launcher's FHIR proxy collapses every ``//`` in the URL it
+    forwards, so the search reached the FHIR server as ``http:/loinc.org|...``, matched nothing and
+    came back empty with 200 (wrong cards, no error). Encoded, nothing is left for them to rewrite.
+    Names keep ``:`` (modifiers such as ``code:in``); the FHIR server decodes values before it
+    splits them on ``,`` (OR lists) and ``|`` (system|code), so their meaning is unchanged.
+    """
+    path, sep, query = template.partition("?")
+    rendered_path = render(path, values)
+    if rendered_path is None:
+        return None
+    if not sep:
+        return rendered_path
+    params: list[str] = []
+    for part in query.split("&"):
+        if not part:
+            continue
+        raw_name, eq, raw_value = part.partition("=")
+        name, value = _substitute(raw_name, values), _substitute(raw_value, values)
+        if name is None or value is None:
+            return None
+        params.append(f"{quote(name, safe=':')}{eq}{quote(value, safe='')}")
+    return rendered_path + "?" + "&".join(params)
+
+
+def _substitute(text: str, values: dict[str, str]) -> str | None:
+    """``text`` with its tokens replaced by their raw (unencoded) values; None when one is missing."""
+    missing = False
+
+    def sub(m: re.Match[str]) -> str:
+        nonlocal missing
+        value = values.get(m.group(1).strip())
+        if not value:
+            missing = True
+            return ""
+        return value
+
+    out = TOKEN.sub(sub, text)
+    return None if missing else out

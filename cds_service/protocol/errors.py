@@ -43,11 +43,14 @@ def operation_outcome(message: str, status: int, code: str | None = None) -> dic
 class CdsError(Exception):
     """An error with the HTTP status the client should see; the message goes into the body."""
 
-    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code
+        self.headers = headers
 
     def outcome(self) -> dict[str, Any]:
         return operation_outcome(self.message, self.status, self.code)
@@ -68,3 +71,11 @@ class PreconditionFailed(CdsError):
 
     def __init__(self, message: str) -> None:
         super().__init__(412, message)
+
+
+class ServiceUnavailable(CdsError):
+    """503 with ``Retry-After``: a dependency (the database) cannot serve this call right now; the
+    client may send the same request again later (feedback is idempotent)."""
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(503, message, headers={"Retry-After": str(retry_after)})

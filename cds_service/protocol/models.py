@@ -8,9 +8,10 @@ and serialised without ``None``; ``protocol.validate`` checks the invariants pyd
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 JSONObject = dict[str, Any]
 
@@ -54,6 +55,24 @@ class HookRequest(_Lenient):
     extension: JSONObject | None = None
 
 
+class Hook(StrEnum):
+    """The hooks whose context this service knows; declared once, used everywhere a hook is named.
+
+    A request may still name any hook (``HookRequest.hook`` is a plain string): a hook not listed
+    here gets ``GenericContext``, and the registry answers 400 if no service serves it. Each member
+    has its context model in ``CONTEXT_MODELS`` below (checked at import).
+    """
+
+    PATIENT_VIEW = "patient-view"
+    ORDER_SELECT = "order-select"
+    ORDER_SIGN = "order-sign"
+    ENCOUNTER_START = "encounter-start"
+
+    @property
+    def context_model(self) -> type[BaseModel]:
+        return CONTEXT_MODELS[self]
+
+
 class PatientViewContext(_Lenient):
     userId: str = Field(min_length=1)
     patientId: str = Field(min_length=1)
@@ -75,17 +94,36 @@ class OrderSignContext(_Lenient):
     draftOrders: JSONObject
 
 
+class EncounterStartContext(_Lenient):
+    """encounter-start (hooks library, v1): the user starts an encounter with the patient."""
+
+    userId: str = Field(min_length=1)
+    patientId: str = Field(min_length=1)
+    encounterId: str = Field(min_length=1)
+
+
 class GenericContext(_Lenient):
-    """Context of a hook without a typed model (e.g. encounter-start): kept as sent."""
+    """Context of a hook without a typed model: kept as sent."""
 
 
-HookContext = PatientViewContext | OrderSelectContext | OrderSignContext
+HookContext = PatientViewContext | OrderSelectContext | OrderSignContext | EncounterStartContext
 
-CONTEXT_MODELS: dict[str, type[BaseModel]] = {
-    "patient-view": PatientViewContext,
-    "order-select": OrderSelectContext,
-    "order-sign": OrderSignContext,
+CONTEXT_MODELS: dict[Hook, type[BaseModel]] = {
+    Hook.PATIENT_VIEW: PatientViewContext,
+    Hook.ORDER_SELECT: OrderSelectContext,
+    Hook.ORDER_SIGN: OrderSignContext,
+    Hook.ENCOUNTER_START: EncounterStartContext,
 }
+if set(CONTEXT_MODELS) != set(Hook):  # a hook without its context model is a programming error
+    raise RuntimeError(f"hooks without a context model: {sorted(set(Hook) - set(CONTEXT_MODELS))}")
+
+
+def context_model_of(hook: str) -> type[BaseModel]:
+    """Typed context of a known hook; any other hook gets the lenient generic context."""
+    try:
+        return CONTEXT_MODELS[Hook(hook)]
+    except ValueError:
+        return GenericContext
 
 
 # --------------------------------------------------------------------------- feedback
@@ -99,29 +137,47 @@ class Coding(_Strict):
     display: str | None = None
 
 
+def _storable(value: str) -> str:
+    """Text a database column can hold: Postgres refuses NUL in text, and a lone surrogate is not
+    UTF-8. Refused here (400 naming the field) rather than by the database (a 500 on every retry)."""
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no lone surrogates)") from None
+    return value
+
+
+# Feedback text, with the lengths of the columns it is stored in (storage/tables.py): an over-long
+# value is a 400 naming the field, never a database error.
+StoredText = Annotated[str, AfterValidator(_storable)]
+CARD_MAX, CODE_MAX, SYSTEM_MAX, DISPLAY_MAX, ID_MAX, TIMESTAMP_MAX = 200, 200, 500, 500, 200, 64
+
+
 class InCoding(_Lenient):
     """A Coding as clients send it back in feedback: the Sandbox omits ``display``."""
 
-    system: str | None = None
-    code: str | None = None
-    display: str | None = None
+    system: StoredText | None = Field(None, max_length=SYSTEM_MAX)
+    code: StoredText | None = Field(None, max_length=CODE_MAX)
+    display: StoredText | None = Field(None, max_length=DISPLAY_MAX)
 
 
 class AcceptedSuggestion(_Lenient):
-    id: str = Field(min_length=1)
+    id: StoredText = Field(min_length=1, max_length=ID_MAX)
 
 
 class OverrideReason(_Lenient):
     reason: InCoding | None = None
-    userComment: str | None = None
+    userComment: StoredText | None = None
 
 
 class FeedbackItem(_Lenient):
-    card: str = Field(min_length=1)
+    card: StoredText = Field(min_length=1, max_length=CARD_MAX)
     outcome: Literal["accepted", "overridden"]
     acceptedSuggestions: list[AcceptedSuggestion] | None = None
     overrideReason: OverrideReason | None = None
-    outcomeTimestamp: str = Field(min_length=1)
+    outcomeTimestamp: StoredText = Field(min_length=1, max_length=TIMESTAMP_MAX)
 
 
 class FeedbackRequest(_Lenient):
@@ -170,6 +226,7 @@ class Card(_Strict):
     selectionBehavior: Literal["at-most-one", "any"] | None = None
     overrideReasons: list[Coding] | None = None
     links: list[Link] | None = None
+    extension: JSONObject | None = None  # spec 2.0 "Extensions": namespaced, reverse-domain keys
 
 
 class CdsResponse(_Strict):

@@ -4,7 +4,7 @@ The hook and feedback endpoints read their bodies themselves (``app.read_json_ob
 failure gets the status the checklist asks for; FastAPI therefore cannot see a body parameter and
 would publish no request schema at all. This module supplies it (``openapi_extra``) from the very
 models the endpoints parse with, plus the OperationOutcome every error carries (``responses``), so
-that generated clients and fuzzers (schemathesis in tests/test_fuzz_http.py) see the real contract.
+that generated clients and fuzzers (schemathesis in tests/contract/test_fuzz_http.py) see the real contract.
 Nothing here changes how a request is parsed.
 """
 
@@ -19,6 +19,7 @@ from cds_service.protocol.models import (
     CONTEXT_MODELS,
     FeedbackRequest,
     GenericContext,
+    Hook,
     HookRequest,
 )
 
@@ -96,7 +97,7 @@ def hook_request_schema() -> dict[str, Any]:
 
 
 _PATIENT_VIEW_EXAMPLE = {
-    "hook": "patient-view",
+    "hook": Hook.PATIENT_VIEW.value,
     "hookInstance": "5b5d5c3a-6f0e-4b53-9c3d-2f1f3a1b7e01",
     "context": {"userId": "Practitioner/dr-1", "patientId": "pt-1"},
     "prefetch": {
@@ -131,7 +132,7 @@ _PATIENT_VIEW_EXAMPLE = {
 }
 _ORDER_SIGN_EXAMPLE = {
     **_PATIENT_VIEW_EXAMPLE,
-    "hook": "order-sign",
+    "hook": Hook.ORDER_SIGN.value,
     "hookInstance": "0c7d5f3e-2a4b-4c1d-9e8f-7a6b5c4d3e21",
     "context": {
         "userId": "Practitioner/dr-1",
@@ -169,8 +170,11 @@ def hook_openapi_extra() -> dict[str, Any]:
                 "application/json": {
                     "schema": hook_request_schema(),
                     "examples": {
-                        "patient-view": {"summary": "Chart opened", "value": _PATIENT_VIEW_EXAMPLE},
-                        "order-sign": {"summary": "Orders about to be signed", "value": _ORDER_SIGN_EXAMPLE},
+                        Hook.PATIENT_VIEW.value: {"summary": "Chart opened", "value": _PATIENT_VIEW_EXAMPLE},
+                        Hook.ORDER_SIGN.value: {
+                            "summary": "Orders about to be signed",
+                            "value": _ORDER_SIGN_EXAMPLE,
+                        },
                     },
                 }
             },

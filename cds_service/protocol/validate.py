@@ -224,7 +224,7 @@ def assert_valid_response(body: Any) -> None:
 
 
 # --------------------------------------------------------------------------- per-rule view
-# The conformance checker (cds_service/ehr/conformance.py) reports pass/fail per checklist rule;
+# The conformance checker (cds_tools/ehr/conformance.py) reports pass/fail per checklist rule;
 # these helpers map every problem text above to its rule, so the rules live in one place only.
 
 _TAGGED = re.compile(r"\((cds-resp-\d|1\.3|1\.4)\)$")

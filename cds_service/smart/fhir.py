@@ -16,8 +16,8 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import httpx
 
+from cds_service.data.prefetch import PrefetchSpec
 from cds_service.data.templates import render, token_values
-from cds_service.registry import PrefetchSpec
 
 ACCEPT = "application/fhir+json, application/json;q=0.9"
 PAGE_CAP = 10

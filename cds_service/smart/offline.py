@@ -8,10 +8,9 @@ adapter (``pipeline.cards_for``), record and renderer as the served page; the fi
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime
-from pathlib import Path
 
+from cds_service.clinical.settings import TopicSettings
 from cds_service.registry import Registry, load_services
 from cds_service.settings import Settings
 from cds_service.smart.pipeline import (
@@ -24,14 +23,9 @@ from cds_service.smart.render import page_html
 from cds_service.smart.view import ViewBuilder
 
 
-def bundle_page(bundle_path: Path, settings: Settings, as_fixture: bool = False) -> tuple[str, int]:
-    """(HTML of the page, number of cards) for a Bundle file."""
-    if as_fixture:
-        from cds_service.fixtures import load
-
-        bundle = load(bundle_path).bundle
-    else:
-        bundle = json.loads(bundle_path.read_text())
+def bundle_page(bundle: object, name: str, settings: Settings) -> tuple[str, int]:
+    """(HTML of the page, number of cards) for a parsed Bundle (the command line reads the file,
+    shifting a fixture's dates with ``cds_tools.fixtures``: the server never imports the tools)."""
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise ValueError("not a FHIR Bundle")
     registry = Registry()
@@ -41,7 +35,5 @@ def bundle_page(bundle_path: Path, settings: Settings, as_fixture: bool = False)
     now = datetime.now(UTC)
     base = (settings.public_base_url or "http://localhost:8100").rstrip("/")
     cards = asyncio.run(cards_offline(registry, settings, prefetch, patient_id, now, base))
-    model = ViewBuilder(settings.lab_lookback_days, settings.trigger_free_text).build(
-        resources_by_type(prefetch), patient_id, now, cards, [], bundle_path.name
-    )
+    model = ViewBuilder(TopicSettings()).build(resources_by_type(prefetch), patient_id, now, cards, [], name)
     return page_html(model, offline=True), len(cards)

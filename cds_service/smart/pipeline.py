@@ -1,10 +1,11 @@
 """The one door from the app to the service's card pipeline, and the data both read.
 
 ``cards_for`` is the only place the app obtains cards: it builds the same ``HookRequest`` an EHR
-would send for ``patient-view`` (with the data already in ``prefetch``), lets the service's
-gatherer take it as given, and calls the registered patient-view handler, exactly what
-``POST /cds-services/fasciculation-workup`` runs. Repointing the app to another pipeline entry
-means changing this function only.
+would send for ``patient-view`` (with the data already in ``prefetch``) and runs it through
+``cds_service.call.run_call``, exactly what ``POST /cds-services/fasciculation-workup`` runs: the
+gatherer takes the data as given, the registered handler calls ``Topic.assess``, the core checks
+the answer against the protocol and serialises it with ``protocol.models.dump``. The app does not
+record issued cards (they were not shown in an EHR's card list).
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ from typing import Any
 
 import httpx
 
+from cds_service.call import run_call
+from cds_service.clinical.services import SERVICE_IDS
 from cds_service.data.gather import Gatherer
-from cds_service.protocol.models import HookRequest
-from cds_service.registry import HookCall, PrefetchSpec, Registry
+from cds_service.data.prefetch import PrefetchSpec
+from cds_service.protocol.models import Hook, HookRequest
+from cds_service.registry import Registry
 from cds_service.settings import Settings
 
-SERVICE_ID = "fasciculation-workup"
-HOOK = "patient-view"
+HOOK = Hook.PATIENT_VIEW
+SERVICE_ID = SERVICE_IDS[HOOK]
 UNKNOWN_USER = "Practitioner/unknown"
 
 
@@ -34,6 +38,7 @@ def patient_view_specs(registry: Registry) -> tuple[PrefetchSpec, ...]:
 
 async def cards_for(
     registry: Registry,
+    settings: Settings,
     gatherer: Gatherer,
     prefetch: dict[str, Any],
     patient_id: str,
@@ -43,21 +48,27 @@ async def cards_for(
 ) -> list[dict[str, Any]]:
     """The cards the hook gives for this patient and data (raises ``PreconditionFailed`` when a
     required key is absent, as the hook would answer 412)."""
-    service = registry.get(SERVICE_ID, HOOK)
-    if service is None:
+    if registry.get(SERVICE_ID, HOOK) is None:
         raise LookupError(f"service {SERVICE_ID} ({HOOK}) is not registered")
     request = HookRequest.model_validate(
         {
-            "hook": HOOK,
+            "hook": HOOK.value,
             "hookInstance": str(uuid.uuid4()),
             "context": {"patientId": patient_id, "userId": user_id or UNKNOWN_USER},
             "prefetch": prefetch,
         }
     )
-    context = service.context_model().model_validate(request.context)
-    data = await gatherer.gather(service.prefetch, request)
-    result = await service.handler(HookCall(request, context, data, now, base_url.rstrip("/")))
-    cards = result.body.get("cards")
+    outcome = await run_call(
+        SERVICE_ID,
+        request,
+        settings=settings,
+        registry=registry,
+        gatherer=gatherer,
+        client=None,
+        base_url=base_url,
+        now=now,
+    )
+    cards = outcome.body.get("cards")
     return [c for c in cards if isinstance(c, dict)] if isinstance(cards, list) else []
 
 
@@ -73,7 +84,7 @@ async def cards_offline(
     never fetches, every key being in ``prefetch``."""
     async with httpx.AsyncClient(trust_env=False) as client:
         return await cards_for(
-            registry, Gatherer(settings, client), prefetch, patient_id, None, now, base_url
+            registry, settings, Gatherer(settings, client), prefetch, patient_id, None, now, base_url
         )
 
 

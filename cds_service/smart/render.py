@@ -351,14 +351,15 @@ def _emg(items: list[EmgItem], summary: str) -> str:
                 _e(i.kind),
                 _e(i.status),
                 _e(i.date),
-                _e(i.reading or "not a report"),
+                _e(i.emg_class or "not a report"),
+                _e(i.reading),
                 f"<q>{_e(i.sentence)}</q>" if i.sentence else "",
                 _e(i.source),
             ]
             for i in items
         ]
         out += _table(
-            ["Test", "Record", "Status", "Date", "Reading", "Read from", "Source"],
+            ["Test", "Record", "Status", "Date", "Class", "Reading", "Read from", "Source"],
             rows,
             "EMG/NCS orders and reports",
         )

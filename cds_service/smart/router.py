@@ -23,11 +23,12 @@ import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from cds_service.observability import hash_patient
+from cds_service.clinical.settings import TopicSettings
+from cds_service.http.deps import RuntimeDep
+from cds_service.ops.observability import hash_patient
 from cds_service.protocol.errors import PreconditionFailed
 from cds_service.settings import Settings
 from cds_service.smart import auth
-from cds_service.smart.config import SmartSettings
 from cds_service.smart.fhir import TokenRejected, read_patient_data
 from cds_service.smart.pipeline import cards_for, patient_view_specs, resources_by_type
 from cds_service.smart.render import csp, error_page, page_html, picker_page
@@ -42,6 +43,7 @@ from cds_service.smart.session import (
     new_secret,
 )
 from cds_service.smart.view import ViewBuilder
+from cds_service.smart_settings import SmartSettings
 
 log = logging.getLogger("cds.smart")
 SECTIONS = ("red-flags", "workup", "trends", "emg", "medications", "orders", "follow-up", "cards")
@@ -64,7 +66,7 @@ def build_router(settings: Settings, smart: SmartSettings | None = None) -> APIR
     """The app's routes; ``smart`` defaults to the ``CDS_SMART_*`` environment."""
     cfg = smart or SmartSettings()
     store = SessionStore()
-    views = ViewBuilder(settings.lab_lookback_days, settings.trigger_free_text)
+    views = ViewBuilder(TopicSettings())
     router = APIRouter(prefix="/smart", include_in_schema=False)
 
     def base(request: Request) -> str:
@@ -243,7 +245,7 @@ def build_router(settings: Settings, smart: SmartSettings | None = None) -> APIR
         return resp
 
     @router.get("/app")
-    async def app_page(request: Request) -> Response:
+    async def app_page(request: Request, rt: RuntimeDep) -> Response:
         secret = request.cookies.get(SESSION_COOKIE)
         session = store.find(secret)
         if session is None:
@@ -258,7 +260,6 @@ def build_router(settings: Settings, smart: SmartSettings | None = None) -> APIR
                 "Your session with the EHR has expired. Launch the app again.",
                 relaunch=True,
             )
-        rt = request.app.state.rt
         specs = patient_view_specs(rt.registry)
         async with client() as http:
             try:
@@ -276,7 +277,14 @@ def build_router(settings: Settings, smart: SmartSettings | None = None) -> APIR
         now = datetime.now(UTC)
         try:
             cards = await cards_for(
-                rt.registry, rt.gatherer, prefetch, session.patient, session.user, now, base(request)
+                rt.registry,
+                rt.settings,
+                rt.gatherer,
+                prefetch,
+                session.patient,
+                session.user,
+                now,
+                base(request),
             )
         except PreconditionFailed:
             return page(

@@ -14,19 +14,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from cds_service.clinical import emg as emg_report
 from cds_service.clinical.engine import in_scope
-from cds_service.clinical.record import (
-    REFLEX_CONCEPTS,
-    LabResult,
-    Order,
-    PatientRecord,
-    RecordBuilder,
-    label_of,
-    parse_when,
-)
-from cds_service.clinical.rules.base import BULBAR, DEFAULT_LOOKBACKS, EMG, TRIGGERS, UMN, RuleContext
-from cds_service.clinical.rules.management import ABNORMAL_EMG, CAUSE_CLASSES, NEGATED_EMG, abnormal_emg
+from cds_service.clinical.moments import Moment
+from cds_service.clinical.record_builder import REFLEX_CONCEPTS, RecordBuilder, label_of, parse_when
+from cds_service.clinical.record_model import LabResult, Order, PatientRecord
+from cds_service.clinical.rules.base import BULBAR, EMG, TRIGGERS, UMN, RuleContext
+from cds_service.clinical.rules.management import CAUSE_CLASSES
+from cds_service.clinical.rules.safety import latest_emg_report
 from cds_service.clinical.rules.workup import ALWAYS, CORE, EXTENDED, test_status
+from cds_service.clinical.settings import TopicSettings
 from cds_service.clinical.terminology import Terminology, terminology
 
 FIRST_TIER = (*CORE, *ALWAYS)
@@ -144,8 +141,9 @@ class EmgItem:
     status: str
     date: str
     source: str
-    reading: str = ""
-    sentence: str = ""
+    reading: str = ""  # the classifier's class label (clinical/emg.py), for a done report
+    sentence: str = ""  # the sentence of the conclusion that the class was read from
+    emg_class: str = ""  # the classifier's class id (emg.CLASSES)
 
 
 @dataclass
@@ -261,10 +259,11 @@ def _flag(r: LabResult) -> str:
 class ViewBuilder:
     """Builds the page model; one per process (terminology and builder are shared)."""
 
-    def __init__(self, lookbacks: dict[str, int] | None = None, trigger_free_text: bool = False) -> None:
+    def __init__(self, settings: TopicSettings | None = None) -> None:
+        settings = settings or TopicSettings()  # the topic's own settings: same look-backs as the rules
         self.t: Terminology = terminology()
-        self.builder = RecordBuilder(self.t, use_trigger_text=trigger_free_text)
-        self.lookbacks = {**DEFAULT_LOOKBACKS, **(lookbacks or {})}
+        self.builder = RecordBuilder(self.t, use_trigger_text=settings.trigger_free_text)
+        self.lookbacks = settings.lookbacks
 
     def build(
         self,
@@ -291,7 +290,7 @@ class ViewBuilder:
         )
         if not page.in_scope:
             return page
-        ctx = RuleContext(now, "patient-view", self.lookbacks, triggers)
+        ctx = RuleContext(now, Moment.CHART, self.lookbacks, triggers)
         page.red_flags = [self._flag_row(f) for c in RED_FLAG_CONCEPTS for f in rec.facts if f.concept == c]
         page.strength = mrc_grades(resources.get("Observation", []))
         page.absent_findings = [self._flag_row(f) for f in rec.negated if f.concept in RED_FLAG_CONCEPTS]
@@ -428,14 +427,24 @@ class ViewBuilder:
         ):
             item = EmgItem(o.label, o.kind, o.status, fmt_day(o.when), o.ref)
             if o.kind == "DiagnosticReport" and o.done:
-                item.reading, item.sentence = emg_reading(o.conclusion)
+                item.emg_class, item.sentence = emg_reading(o)
+                item.reading = emg_report.LABEL[item.emg_class]
             items.append(item)
+        latest = latest_emg_report(rec)  # the report the rules (R09, R11, R20, R21) judge
+        cls = emg_report.classify(latest) if latest is not None else None
         if not items:
             summary = "No EMG/NCS ordered, performed or reported."
-        elif abnormal_emg(rec):
-            summary = "Abnormal: a report describes denervation or neurogenic change (not a benign picture)."
-        elif any(i.kind == "DiagnosticReport" and i.reading for i in items):
-            summary = "Reported without denervation or neurogenic change."
+        elif cls == emg_report.NORMAL:
+            summary = "Latest report: normal."
+        elif cls == emg_report.NEUROGENIC:
+            summary = (
+                "Latest report: minor chronic neurogenic change only (can occur in benign fasciculation; "
+                "not read as normal)."
+            )
+        elif cls == emg_report.INDETERMINATE:
+            summary = "Latest report: not classifiable as normal (read it; never taken as a benign picture)."
+        elif cls is not None:
+            summary = f"Abnormal: latest report shows {emg_report.LABEL[cls]} (not a benign picture)."
         elif rec.pending_order(*EMG) is not None:
             summary = "EMG/NCS ordered, not yet reported."
         else:
@@ -454,20 +463,22 @@ class ViewBuilder:
         return out
 
 
-def emg_reading(conclusion: str) -> tuple[str, str]:
-    """(reading, the sentence it was read from), with the patterns of the rules
-    (``management.ABNORMAL_EMG`` after removing ``NEGATED_EMG``), sentence by sentence."""
-    text = conclusion.strip()
-    if not text:
-        return "no conclusion text to read", ""
-    sentences = [s for s in _SENTENCE.split(text) if s.strip()]
-    for s in sentences:
-        if ABNORMAL_EMG.search(NEGATED_EMG.sub("", s)):
-            return "denervation or neurogenic change", s.strip()
-    for s in sentences:
-        if NEGATED_EMG.search(s):
-            return "no denervation or neurogenic change", s.strip()
-    return "no denervation or neurogenic change found in the text", sentences[0].strip()
+def emg_reading(report: Order) -> tuple[str, str]:
+    """(class, the sentence it was read from) of an EMG/NCS report, by the one classifier the rules
+    use (``clinical/emg.py``, negation-aware). The class is the whole report's; the sentence is the
+    first one that alone reads as that class (a coded conclusion is named as such)."""
+    cls = emg_report.classify(report)
+    sentences = [s.strip() for s in _SENTENCE.split(report.conclusion.strip()) if s.strip()]
+    sentence = next((s for s in sentences if emg_report.classify_text(s) == cls), "")
+    if not sentence:
+        coded = emg_report.NORMAL_CODE in report.conclusion_codes or any(
+            emg_report.CONCEPT_CLASS.get(c) == cls for c in report.conclusion_concepts
+        )
+        if coded:
+            sentence = "(coded conclusion)"
+        elif sentences:
+            sentence = sentences[0]
+    return cls, sentence
 
 
 def _grade(o: dict[str, Any]) -> float | None:

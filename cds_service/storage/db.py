@@ -14,21 +14,53 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
-def make_engine(url: str) -> AsyncEngine:
-    """An async engine; SQLite gets WAL so readers do not block the feedback writer."""
+DEFAULT_STATEMENT_TIMEOUT = 3.0  # seconds; CDS_DATABASE_TIMEOUT_SECONDS
+DEFAULT_CONNECT_TIMEOUT = 2.0  # seconds; CDS_DATABASE_CONNECT_TIMEOUT_SECONDS
+
+
+def make_engine(
+    url: str,
+    statement_timeout: float | None = DEFAULT_STATEMENT_TIMEOUT,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+) -> AsyncEngine:
+    """An async engine; SQLite gets WAL so readers do not block the feedback writer.
+
+    ``hide_parameters``: a failed statement's error text (and so any traceback that reaches a
+    log) must never carry its parameters, which include the clinician's free-text override comment
+    (issue 16). Postgres gets timeouts at every level, so a frozen or unreachable database makes a
+    call fail within seconds (503) instead of hanging: connect (``timeout``), waiting for a pooled
+    connection (``pool_timeout``), each statement on the client (``command_timeout``, which also
+    covers a server that stopped answering altogether) and on the server (``statement_timeout``,
+    ``lock_timeout``, so a statement stuck behind a lock is cancelled and its locks freed).
+    ``statement_timeout=None`` is for the migration lock, which must be able to wait.
+    """
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        busy = statement_timeout if statement_timeout is not None else 30
+        engine = create_async_engine(url, connect_args={"timeout": busy}, hide_parameters=True)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={int(busy * 1000)}")
             cur.close()
 
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    connect_args: dict[str, Any] = {"timeout": connect_timeout}
+    if statement_timeout is not None:
+        ms = str(int(statement_timeout * 1000))
+        connect_args["command_timeout"] = statement_timeout
+        connect_args["server_settings"] = {"statement_timeout": ms, "lock_timeout": ms}
+    return create_async_engine(
+        url,
+        pool_size=10,
+        max_overflow=10,
+        pool_pre_ping=True,
+        pool_timeout=connect_timeout,
+        hide_parameters=True,
+        connect_args=connect_args,
+    )
 
 
 def alembic_config(url: str) -> Config:

@@ -74,5 +74,7 @@ class AuditEventRow(Base):
     rules: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     reason: Mapped[str | None] = mapped_column(String(50), nullable=True)
     latency_ms: Mapped[float] = mapped_column(Float, nullable=False)
+    # Resources of another patient found in the call's data and dropped (data/subject.py).
+    foreign_dropped: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     __table_args__ = (Index("ix_audit_at", "at"), Index("ix_audit_iss_at", "iss", "at"))

@@ -16,6 +16,10 @@ Guarantees:
   backoff, never dropped while the process runs.
 * ``flush()`` waits until everything handed over so far is committed (the analytics endpoint calls
   it, so a report in the same process always includes the calls it has answered).
+* Crash safety (issue 16): with a journal (storage/journal.py, on by default) every queued row is
+  appended to a local file before ``submit`` returns, i.e. before the answer is sent, and rows
+  journalled by a process that died are replayed when the writer starts. Without one, the rows
+  queued at the moment of a ``kill -9`` are lost (docs/deployment.md gives the measured window).
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
+from cds_service.storage.journal import IssuedJournal, default_directory
 from cds_service.storage.repo import IssuedCard, Store
 
 log = logging.getLogger("cds.storage")
@@ -39,8 +45,10 @@ class IssuedWriter:
         max_pending: int = 10_000,
         batch_size: int = 500,
         retry_seconds: tuple[float, ...] = (0.05, 0.2, 1.0, 2.0),
+        journal: IssuedJournal | None = None,
     ) -> None:
         self.store = store
+        self.journal = journal
         self.batch_size = batch_size
         self.retry_seconds = retry_seconds
         self._queue: asyncio.Queue[IssuedCard] = asyncio.Queue(maxsize=max_pending)
@@ -51,6 +59,17 @@ class IssuedWriter:
     def start(self) -> None:
         """Start the writer task on the running loop (from the app's lifespan)."""
         if self._task is None:
+            if self.journal is not None:
+                try:
+                    self.journal.open()
+                except OSError as exc:
+                    log.error(
+                        "issued-card journal unusable; rows are not crash-safe until the next start",
+                        extra={
+                            "fields": {"error": type(exc).__name__, "directory": str(self.journal.directory)}
+                        },
+                    )
+                    self.journal = None
             self._task = asyncio.create_task(self._run(), name="issued-card-writer")
 
     @property
@@ -65,6 +84,16 @@ class IssuedWriter:
         if self._task is None or self._closing or self._queue.maxsize - self._queue.qsize() < len(cards):
             await self.store.record_issued(cards)
             return
+        if self.journal is not None:
+            try:
+                self.journal.append(cards)
+            except OSError as exc:
+                log.error(
+                    "issued-card journal write failed; writing inline",
+                    extra={"fields": {"error": type(exc).__name__}},
+                )
+                await self.store.record_issued(cards)
+                return
         for card in cards:
             self._queue.put_nowait(card)
 
@@ -86,12 +115,36 @@ class IssuedWriter:
                 "issued-card rows could not be written before shutdown",
                 extra={"fields": {"rows": self._queue.qsize() + self._unfinished_batch}},
             )
+        committed = self._queue.empty() and self._unfinished_batch == 0
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+        if self.journal is not None:
+            await self.journal.close(committed)
+
+    async def _replay(self) -> None:
+        """Rows journalled by processes that died, into the database (retried until it works)."""
+        assert self.journal is not None
+        attempt = 0
+        while True:
+            try:
+                await self.journal.replay_orphans(self.store.record_issued)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                delay = self.retry_seconds[min(attempt, len(self.retry_seconds) - 1)]
+                log.error(
+                    "journalled issued-card rows not replayed yet; retrying",
+                    extra={"fields": {"error": type(exc).__name__, "retry_s": delay}},
+                )
+                attempt += 1
+                await asyncio.sleep(delay)
 
     async def _run(self) -> None:
+        if self.journal is not None:
+            await self._replay()
         while True:
             batch = [await self._queue.get()]
             while len(batch) < self.batch_size and not self._queue.empty():
@@ -99,6 +152,9 @@ class IssuedWriter:
             self._unfinished_batch = len(batch)
             await self._write(batch)
             self._unfinished_batch = 0
+            if self.journal is not None and self._queue.empty():
+                # Nothing queued and nothing in flight: every journalled row is committed.
+                self.journal.truncate()
             for _ in batch:
                 self._queue.task_done()
 
@@ -119,3 +175,11 @@ class IssuedWriter:
                 )
                 attempt += 1
                 await asyncio.sleep(delay)
+
+
+def issued_journal(enabled: bool, directory: Path | None, db_url: str) -> IssuedJournal | None:
+    """The journal the settings ask for (None when ``CDS_ISSUED_JOURNAL=false``); the directory
+    defaults to one beside the database. Plain values, not ``Settings``: storage sits below settings."""
+    if not enabled:
+        return None
+    return IssuedJournal(directory or default_directory(db_url))

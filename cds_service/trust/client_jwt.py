@@ -32,7 +32,7 @@ import orjson
 from cds_service.trust.config import IssuerConfig
 from cds_service.trust.jwks import JwksCache, KeySetUnavailable, VerificationKey
 from cds_service.trust.metrics import Reason
-from cds_service.trust.replay import ReplayCache, ReplayCacheUnavailable
+from cds_service.trust.replay import IssuedBeforeEpoch, ReplayCache, ReplayCacheUnavailable
 
 MAX_TOKEN_BYTES = 16_384
 _SLASHES = re.compile(r"/{2,}")
@@ -185,9 +185,13 @@ class TokenVerifier:
         assert exp is not None
         ttl = min(exp + self.skew - self.clock(), self.max_age + 2 * self.skew)
         try:
-            fresh = await self.replay.first_use(iss, jti, max(ttl, 1.0))
+            iat = _number(claims, "iat")
+            assert iat is not None
+            fresh = await self.replay.first_use(iss, jti, max(ttl, 1.0), iat)
         except ReplayCacheUnavailable:
             raise AuthFailure(Reason.REPLAY_CACHE_UNAVAILABLE, 503) from None
+        except IssuedBeforeEpoch:
+            raise AuthFailure(Reason.BEFORE_REPLAY_EPOCH) from None
         if not fresh:
             raise AuthFailure(Reason.REPLAY)
         tenant = claims.get("tenant")

@@ -24,8 +24,9 @@ import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cds_service.protocol.jws import check_algorithms
 from cds_service.settings import Settings
-from cds_service.trust.algorithms import check_algorithms
+from cds_service.trust.public_keys import is_public_test_url, public_keys_in_file
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 SANDBOX_ISSUER = "https://sandbox.cds-hooks.org"
@@ -161,6 +162,20 @@ def _read_file(path: Path) -> list[Any]:
     return data
 
 
+def check_not_public(issuer: IssuerConfig) -> None:
+    """Production refuses an issuer that would trust a published test key, however it is written:
+    the Sandbox ``iss``, a ``jku``/``jwks_url`` on its host, or a pinned file holding its key
+    (``dev_only: false`` does not lift this; keys fetched later are screened by the JWK Set cache)."""
+    where = [u for u in (issuer.iss, *issuer.jku, issuer.jwks_url or "") if u and is_public_test_url(u)]
+    kids = public_keys_in_file(issuer.jwks_file) if issuer.jwks_file is not None else []
+    if where or kids:
+        what = f"key {kids[0]!r} of {str(issuer.jwks_file)!r}" if kids else repr(where[0])
+        raise TrustConfigError(
+            f"trusted issuer {issuer.iss!r} uses a published test key ({what}; its private half is "
+            "public): refused in the production profile"
+        )
+
+
 def load_issuers(settings: Settings) -> dict[str, IssuerConfig]:
     """Every trusted issuer by ``iss``, checked against the profile; raises TrustConfigError."""
     raw: list[Any] = list(settings.trusted_issuers)
@@ -183,6 +198,8 @@ def load_issuers(settings: Settings) -> dict[str, IssuerConfig]:
                 f"trusted issuer {issuer.iss!r} is dev only (its signing key is public); "
                 "remove it from the production configuration"
             )
+        if settings.profile == "production":
+            check_not_public(issuer)
         issuers[issuer.iss] = issuer
     if settings.profile == "production" and settings.require_client_jwt is False:
         raise TrustConfigError("CDS_REQUIRE_CLIENT_JWT=false is not allowed in the production profile")

@@ -22,7 +22,12 @@ def check_fhir_server(request: HookRequest, client: ClientIdentity | None, https
     """Raise 412 when this request's fhirServer may not be used; no network access."""
     if not request.fhirServer:
         return
-    scheme = urlsplit(request.fhirServer).scheme.lower()
+    parts = urlsplit(request.fhirServer)
+    scheme = parts.scheme.lower()
+    if "@" in parts.netloc:  # user:password@host: a credential in a URL ends up in logs and proxies
+        raise PreconditionFailed(
+            "fhirServer must not carry user information (user:password@); no FHIR request was made"
+        )
     if https_only and scheme != "https":
         raise PreconditionFailed("fhirServer must be an https URL; no FHIR request was made")
     allowed = client.issuer.fhir_server_origins if client is not None else None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from typing import Any
 import httpx
 import jwt
 import orjson
+
+from cds_service.trust.public_keys import is_public_test_key
 
 log = logging.getLogger("cds.trust")
 
@@ -53,8 +56,9 @@ class _Entry:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
-def parse_jwks(data: Any) -> dict[str, VerificationKey]:
-    """Public signing keys of a JWK Set by ``kid``; anything unusable is skipped, not fatal."""
+def parse_jwks(data: Any, refuse_public: bool = False) -> dict[str, VerificationKey]:
+    """Public signing keys of a JWK Set by ``kid``; anything unusable is skipped, not fatal.
+    With ``refuse_public`` (production) a key whose private half is published is skipped too."""
     if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
         raise ValueError("not a JWK Set (no 'keys' list)")
     out: dict[str, VerificationKey] = {}
@@ -67,6 +71,11 @@ def parse_jwks(data: Any) -> dict[str, VerificationKey]:
         if raw.get("use") not in (None, "sig"):
             continue
         public = {k: v for k, v in raw.items() if k not in _PRIVATE_MEMBERS}
+        if refuse_public and is_public_test_key(public):
+            log.error(
+                "refusing a published test key served in a JWK Set", extra={"fields": {"kid": kid[:100]}}
+            )
+            continue
         try:
             alg = raw.get("alg")
             out[kid] = VerificationKey(jwt.PyJWK(public), alg if isinstance(alg, str) else None)
@@ -86,12 +95,16 @@ class JwksCache:
         timeout: float,
         max_bytes: int = 256_000,
         clock: Callable[[], float] = time.monotonic,
+        refuse_public: bool = False,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
+        self.refuse_public = refuse_public
         self.ttl = ttl
         self.min_refresh = min_refresh
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.clock = clock
+        self.verify = verify  # the CA trust of cds_service.data.tls (a hospital's own CA)
         self._entries: dict[str, _Entry] = {}
         self._http: httpx.AsyncClient | None = None
 
@@ -100,6 +113,7 @@ class JwksCache:
             timeout=httpx.Timeout(self.timeout),
             follow_redirects=False,
             trust_env=False,
+            verify=self.verify,
             headers={"Accept": "application/json, application/jwk-set+json"},
         )
 
@@ -137,7 +151,7 @@ class JwksCache:
         """Replace the entry's keys from the source; False (old keys kept) when that fails."""
         entry.last_attempt = self.clock()
         try:
-            keys = parse_jwks(await self._read(source))
+            keys = parse_jwks(await self._read(source), self.refuse_public)
         except (httpx.HTTPError, OSError, ValueError) as exc:
             log.warning(
                 "JWK Set could not be loaded; keeping the previous one",

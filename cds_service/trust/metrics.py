@@ -16,6 +16,7 @@ from prometheus_client import REGISTRY, Counter
 class Reason(StrEnum):
     NO_TOKEN = "no_token"  # noqa: S105 - a reason label, not a secret
     NOT_BEARER = "not_bearer"
+    DUPLICATE_AUTHORIZATION = "duplicate_authorization"
     MALFORMED = "malformed_token"
     TOO_LARGE = "token_too_large"
     ALG_NONE = "alg_none"
@@ -40,6 +41,7 @@ class Reason(StrEnum):
     NOT_YET_VALID = "not_yet_valid"
     NO_JTI = "missing_jti"
     REPLAY = "replayed_jti"
+    BEFORE_REPLAY_EPOCH = "issued_before_replay_epoch"  # Redis lost its memory after this token's iat
     BAD_TENANT = "tenant_not_allowed"
     KEYS_UNAVAILABLE = "keys_unavailable"
     REPLAY_CACHE_UNAVAILABLE = "replay_cache_unavailable"

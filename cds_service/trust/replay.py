@@ -8,6 +8,17 @@ one atomic step across all replicas.
 
 Keys are a hash of ``iss`` and ``jti``: two clients may pick the same ``jti``, and the cache never
 holds the raw values. Any failure of the cache refuses the call (fail closed).
+
+Redis can forget: a restart without persistence, a ``FLUSHALL``, a failover to a replica that had
+not received the latest keys. A token used before would then be accepted again (issue 16). So the
+cache does not rely on persistence: an *epoch* key holds the (Redis) time the current memory
+began. When the epoch key is missing, the memory is new and nothing is known about tokens issued
+before it; for one maximum token lifetime after the new epoch, only tokens issued (``iat``) at or
+after the epoch are accepted, the others are refused as possible replays. After that window every
+token issued before the epoch has expired anyway. ``iat`` has whole seconds, so the residue is a
+token issued in the same second as the loss and used before it (under one second). The epoch is
+also set when a process starts, so a fresh Redis does not refuse tokens that were just minted. Clients sign a fresh token for every call, so the
+price is a refusal of the few tokens that were in flight at the moment Redis lost its memory.
 """
 
 from __future__ import annotations
@@ -21,13 +32,18 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 
+class IssuedBeforeEpoch(Exception):
+    """The replay memory is younger than the token: it may have been used already; refuse it."""
+
+
 class ReplayCacheUnavailable(Exception):
     """The cache cannot answer (Redis down, memory cache full); the call must not proceed."""
 
 
 class ReplayCache(Protocol):
-    async def first_use(self, iss: str, jti: str, ttl_seconds: float) -> bool:
-        """True the first time (iss, jti) is seen within its lifetime, False for a replay."""
+    async def first_use(self, iss: str, jti: str, ttl_seconds: float, issued_at: float = 0.0) -> bool:
+        """True the first time (iss, jti) is seen within its lifetime, False for a replay (or, for
+        the Redis cache, a token issued before a loss of its memory, see the module docstring)."""
         ...
 
     async def close(self) -> None: ...
@@ -50,7 +66,7 @@ class MemoryReplayCache:
         self._seen = {k: exp for k, exp in self._seen.items() if exp > now}
         self._next_sweep = now + 30
 
-    async def first_use(self, iss: str, jti: str, ttl_seconds: float) -> bool:
+    async def first_use(self, iss: str, jti: str, ttl_seconds: float, issued_at: float = 0.0) -> bool:
         now = self.clock()
         key = replay_key(iss, jti)
         expires = self._seen.get(key)
@@ -71,23 +87,57 @@ class MemoryReplayCache:
         return len(self._seen)
 
 
-class RedisReplayCache:
-    """Shared cache for several replicas: one atomic ``SET key 1 NX EX ttl`` per token."""
+# One atomic step: read (or start) the epoch, refuse a token issued before a recent epoch, else
+# remember the jti with SET NX EX. Returns 1 (first use), 0 (replay), -1 (issued before the epoch).
+# The epoch is Redis' own clock in whole seconds, so every replica sees the same value.
+_FIRST_USE = """
+local now = tonumber(redis.call('TIME')[1])
+local epoch = tonumber(redis.call('GET', KEYS[2]))
+if not epoch then
+  epoch = now
+  redis.call('SET', KEYS[2], epoch)
+end
+if now < epoch + tonumber(ARGV[3]) and tonumber(ARGV[2]) < epoch then
+  return -1
+end
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  return 1
+end
+return 0
+"""
 
-    def __init__(self, url: str, timeout: float, prefix: str = "cds:jti:") -> None:
+
+class RedisReplayCache:
+    """Shared cache for several replicas: one atomic script per token (epoch check + ``SET NX EX``)."""
+
+    def __init__(self, url: str, timeout: float, max_lifetime: float, prefix: str = "cds:jti:") -> None:
         self.prefix = prefix
+        self.epoch_key = prefix + "epoch"
+        self.max_lifetime = max_lifetime  # longest a token can be valid: the epoch's guard window
         self._redis = aioredis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
         )
+        self._script = self._redis.register_script(_FIRST_USE)
 
-    async def first_use(self, iss: str, jti: str, ttl_seconds: float) -> bool:
+    async def first_use(self, iss: str, jti: str, ttl_seconds: float, issued_at: float = 0.0) -> bool:
         try:
-            stored = await self._redis.set(
-                self.prefix + replay_key(iss, jti), b"1", nx=True, ex=max(int(ttl_seconds + 0.999), 1)
+            result = await self._script(
+                keys=[self.prefix + replay_key(iss, jti), self.epoch_key],
+                args=[max(int(ttl_seconds + 0.999), 1), int(issued_at), int(self.max_lifetime + 0.999)],
             )
         except (RedisError, OSError) as exc:
             raise ReplayCacheUnavailable(f"Redis: {type(exc).__name__}") from None
-        return bool(stored)
+        if int(result) == -1:
+            raise IssuedBeforeEpoch()
+        return int(result) == 1
+
+    async def ensure_epoch(self) -> None:
+        """Start the epoch now if there is none (fresh Redis); best effort, the script does it too."""
+        try:
+            now = int((await self._redis.time())[0])
+            await self._redis.set(self.epoch_key, now, nx=True)
+        except (RedisError, OSError):
+            pass
 
     async def ping(self) -> bool:
         try:

@@ -13,9 +13,10 @@ import logging
 from starlette.datastructures import Headers
 from starlette.types import Scope
 
+from cds_service.data.tls import client_tls_context
+from cds_service.ops.audit import AuditTrail
 from cds_service.settings import Settings
 from cds_service.storage.repo import Store
-from cds_service.trust.audit import AuditTrail
 from cds_service.trust.client_jwt import AuthFailure, ClientIdentity, TokenVerifier
 from cds_service.trust.config import load_issuers
 from cds_service.trust.jwks import JwksCache
@@ -31,9 +32,9 @@ class _LazyReplay:
     def __init__(self) -> None:
         self.inner: ReplayCache | None = None
 
-    async def first_use(self, iss: str, jti: str, ttl_seconds: float) -> bool:
+    async def first_use(self, iss: str, jti: str, ttl_seconds: float, issued_at: float = 0.0) -> bool:
         assert self.inner is not None, "TrustRuntime.start() was not called"
-        return await self.inner.first_use(iss, jti, ttl_seconds)
+        return await self.inner.first_use(iss, jti, ttl_seconds, issued_at)
 
     async def close(self) -> None:
         if self.inner is not None:
@@ -51,6 +52,8 @@ class TrustRuntime:
             ttl=settings.jwks_cache_seconds,
             min_refresh=settings.jwks_min_refresh_seconds,
             timeout=settings.jwks_timeout_seconds,
+            refuse_public=settings.profile == "production",
+            verify=client_tls_context(settings),
         )
         self.replay = _LazyReplay()
         self.verifier = TokenVerifier(
@@ -66,10 +69,13 @@ class TrustRuntime:
 
     async def start(self, store: Store | None) -> None:
         await self.keys.start()
-        if self.settings.redis_url:
-            redis_cache = RedisReplayCache(self.settings.redis_url, self.settings.redis_timeout_seconds)
+        s = self.settings
+        if s.redis_url:
+            lifetime = s.jwt_max_age_seconds + 2 * s.jwt_clock_skew_seconds  # as TokenVerifier's ttl cap
+            redis_cache = RedisReplayCache(s.redis_url, s.redis_timeout_seconds, lifetime)
             if not await redis_cache.ping():
                 log.warning("Redis replay cache not reachable now; client calls will get 503 until it is")
+            await redis_cache.ensure_epoch()
             self.replay.inner = redis_cache
         else:
             self.replay.inner = MemoryReplayCache(self.settings.replay_cache_max_entries)
@@ -104,7 +110,10 @@ class TrustRuntime:
 
     async def authenticate(self, scope: Scope) -> ClientIdentity | None:
         """The verified client; None when the dev profile lets an unauthenticated call through."""
-        header = Headers(scope=scope).get("authorization")
+        values = Headers(scope=scope).getlist("authorization")
+        if len(values) > 1:  # which one counts is ambiguous (proxies and frameworks disagree)
+            raise AuthFailure(Reason.DUPLICATE_AUTHORIZATION)
+        header = values[0] if values else None
         token: str | None = None
         if header is not None:
             scheme, _, value = header.strip().partition(" ")

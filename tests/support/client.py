@@ -50,3 +50,12 @@ def checked(resp: httpx.Response) -> dict[str, Any]:
         assert body["issue"][0]["diagnostics"]
         assert "Traceback" not in resp.text
     return body
+
+
+CARD_EXTENSION = "org.cds-fasciculation.card"  # = cds_service.clinical.cards.CARD_EXTENSION
+
+
+def rule_of(card: dict[str, Any]) -> str:
+    """The rule behind a card, from its machine-readable extension (never from the Markdown)."""
+    rule: str = card["extension"][CARD_EXTENSION]["rule"]
+    return rule

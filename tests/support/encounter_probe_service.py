@@ -5,7 +5,9 @@ sends for such a template (Medplum: ``null``; the Sandbox: leaves the key out)."
 
 from __future__ import annotations
 
-from cds_service.registry import PrefetchSpec, Registry, ServiceDefinition
+from cds_service.data.prefetch import PrefetchSpec
+from cds_service.protocol.models import Hook
+from cds_service.registry import Registry, ServiceDefinition
 from cds_service.settings import Settings
 from tests.support.probe_service import probe
 
@@ -19,7 +21,7 @@ def register(registry: Registry, settings: Settings) -> None:
     registry.add(
         ServiceDefinition(
             id="encounter-probe",
-            hook="patient-view",
+            hook=Hook.PATIENT_VIEW,
             title="Encounter probe",
             description="Reports which prefetch keys it received and how (one needs context.encounterId)",
             handler=probe,

@@ -1,6 +1,6 @@
 """HealthChain's ``SandboxClient`` against our service; run with the HealthChain venv's Python.
 
-Not imported by the test suite: ``tests/test_interop_healthchain.py`` runs it as a subprocess with
+Not imported by the test suite: ``tests/contract/test_interop_healthchain.py`` runs it as a subprocess with
 ``.venv-healthchain/bin/python`` (HealthChain pins an older httpx and FastAPI than ours), passing a
 JSON plan on argv[1]; it prints one JSON document: the list of exchanges. Only HealthChain, its
 dependencies and the standard library are available here.
@@ -103,7 +103,7 @@ def main(plan: dict[str, Any]) -> None:
 
     # 5. order-sign with a draft order, record from the FHIR server. (HealthChain serialises only the
     #    base context fields, so the draftOrders given here are dropped on the way out.)
-    c = SandboxClient(url=service, workflow="order-sign")
+    c = SandboxClient(url=plan["order_sign_url"], workflow="order-sign")  # each hook has its own id
     order = plan["order"]
     req = ctor.construct_request(
         {},

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import uuid
 
-from cds_service.protocol.models import Card, CdsResponse, Source, dump
+from cds_service.data.prefetch import PrefetchSpec
+from cds_service.protocol.models import Card, CdsResponse, Hook, Source
 from cds_service.registry import (
     CardRecord,
     HandlerResult,
     HookCall,
-    PrefetchSpec,
     Registry,
     ServiceDefinition,
 )
@@ -40,15 +40,15 @@ async def probe(call: HookCall) -> HandlerResult:
         indicator="info",
         source=Source(label="probe"),
     )
-    return HandlerResult(dump(CdsResponse(cards=[card])), [CardRecord(card_id, "PROBE", "info")])
+    return HandlerResult(CdsResponse(cards=[card]), [CardRecord(card_id, "PROBE", "info")])
 
 
 async def silent(call: HookCall) -> HandlerResult:
-    return HandlerResult({"cards": []})
+    return HandlerResult(CdsResponse(cards=[]))
 
 
 def register(registry: Registry, settings: Settings) -> None:
-    for hook in ("patient-view", "order-sign"):
+    for hook in (Hook.PATIENT_VIEW, Hook.ORDER_SIGN):
         registry.add(
             ServiceDefinition(
                 id="probe",
@@ -62,6 +62,6 @@ def register(registry: Registry, settings: Settings) -> None:
         )
     registry.add(
         ServiceDefinition(
-            id="silent", hook="patient-view", title="Silent", description="No cards", handler=silent
+            id="silent", hook=Hook.PATIENT_VIEW, title="Silent", description="No cards", handler=silent
         )
     )

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.support.client import rule_of
 from tests.support.fhir_validator import KIT_DIR
 from tests.support.servers import ROOT, unavailable
 
@@ -107,6 +108,5 @@ def card_summary(body: dict[str, Any]) -> list[dict[str, Any]]:
                         if "coding" in code
                         else f"text:{code['text']}"
                     )
-        rule = card["detail"].rsplit("_Rule ", 1)[1].split(";", 1)[0]
-        out.append({"rule": rule, "indicator": card["indicator"], "delete": deletes, "suggests": creates})
+        out.append({"rule": rule_of(card), "indicator": card["indicator"], "delete": deletes, "suggests": creates})
     return out

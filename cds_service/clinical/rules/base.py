@@ -1,8 +1,11 @@
 """What a rule is, what it returns, and the shared context it reads.
 
 A rule is a pure function ``(record, ctx) -> Hit | None``: no I/O, no clock (``ctx.now``), no
-knowledge of HTTP or JSON. Each is registered with its id, the hooks it runs on, and the seed file
-and sentence it implements, so ``docs/clinical-rules.md`` can be generated from the code itself.
+knowledge of HTTP or JSON. Everything else about it is declared once, on its ``@rule``: its id,
+the moments it serves (chart, selecting, signing orders), its rank (evaluation order, and display
+order among cards of equal severity), its suppression (``suppressed_by`` rules that fired earlier,
+``yields_to_critical``, ``folds_into`` another card) and the seed sentences it implements, so the
+engine holds no rule ids and ``docs/clinical-rules.md`` is generated from the code itself.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from cds_service.clinical.record import Fact, LabResult, Medication, Order, PatientRecord
+from cds_service.clinical.moments import Moment
+from cds_service.clinical.record_model import Fact, LabResult, Medication, Order, PatientRecord
 
 TRIGGERS = (
     "fasciculation",
@@ -66,7 +70,10 @@ class Basis:
     @staticmethod
     def of(item: Fact | LabResult | Order | Medication) -> Basis:
         if isinstance(item, LabResult):
-            value = f"{item.value:g} {item.unit}" if item.value is not None and item.unit else item.text
+            if item.raw_value is not None and item.raw_unit:
+                value = f"{item.raw_value:g} {item.raw_unit}"  # as the lab reported it
+            else:
+                value = f"{item.value:g} {item.unit}" if item.value is not None and item.unit else item.text
             state = "pending" if item.pending else (value or "result")
             return Basis(f"{item.label}: {state}", item.when, item.ref)
         if isinstance(item, Order):
@@ -113,7 +120,7 @@ class Hit:
 @dataclass
 class RuleContext:
     now: datetime
-    hook: str
+    moment: Moment
     lookbacks: dict[str, int]
     triggers: list[Fact]
     drafts: list[Any] = field(default_factory=list)  # draft orders in focus (order hooks)
@@ -132,36 +139,104 @@ RuleFn = Callable[[PatientRecord, RuleContext], Hit | None]
 
 
 @dataclass(frozen=True)
+class Fold:
+    """Merge a rule's card into the card of rule ``into`` when that one fired at ``indicator``:
+    ``line`` (filled from the folded hit's values) is added to it, with the folded hit's basis."""
+
+    into: str
+    line: str
+    indicator: str = "critical"
+
+
+@dataclass(frozen=True)
 class Rule:
     id: str
     title: str
-    hooks: tuple[str, ...]
+    moments: tuple[Moment, ...]
     fn: RuleFn
     fires_when: str
     suppressed_when: str
     seeds: tuple[tuple[str, str], ...]  # (seed file, sentence)
+    rank: int  # evaluation order; display order among cards of equal severity
     needs_trigger: bool = True
+    suppressed_by: tuple[str, ...] = ()  # not run when any of these (lower-ranked) rules fired
+    yields_to_critical: bool = False  # dropped when any card of the response is critical
+    folds_into: Fold | None = None
 
 
-RULES: list[Rule] = []
+class RuleBook:
+    """A set of rules; ``ordered()`` gives them by rank after checking every declaration.
+
+    The topic's rules live in ``BOOK`` (filled by ``@rule`` at import); a test can take
+    ``BOOK.extended()`` and add a rule of its own without touching the topic's set.
+    """
+
+    def __init__(self, rules: tuple[Rule, ...] = ()) -> None:
+        self._rules: dict[str, Rule] = {}
+        for r in rules:
+            self.add(r)
+
+    def add(self, r: Rule) -> None:
+        if r.id in self._rules:
+            raise ValueError(f"rule {r.id} declared twice")
+        clash = next((o.id for o in self._rules.values() if o.rank == r.rank), None)
+        if clash is not None:
+            raise ValueError(
+                f"rules {clash} and {r.id} share rank {r.rank}; ranks order rules, so must differ"
+            )
+        if not r.moments:
+            raise ValueError(f"rule {r.id} serves no moment")
+        self._rules[r.id] = r
+
+    def rule(
+        self,
+        rule_id: str,
+        title: str,
+        moments: tuple[Moment, ...],
+        fires_when: str,
+        seeds: tuple[tuple[str, str], ...],
+        suppressed_when: str = "-",
+        needs_trigger: bool = True,
+        *,
+        rank: int,
+        suppressed_by: tuple[str, ...] = (),
+        yields_to_critical: bool = False,
+        folds_into: Fold | None = None,
+    ) -> Callable[[RuleFn], RuleFn]:
+        """Declare a rule (the decorator ``@rule``)."""
+
+        def deco(fn: RuleFn) -> RuleFn:
+            self.add(
+                Rule(
+                    rule_id, title, moments, fn, fires_when, suppressed_when, seeds, rank, needs_trigger,
+                    suppressed_by, yields_to_critical, folds_into,
+                )
+            )  # fmt: skip
+            return fn
+
+        return deco
+
+    def extended(self) -> RuleBook:
+        """A copy to add rules to (tests, experiments); this book stays as it is."""
+        return RuleBook(tuple(self._rules.values()))
+
+    def ordered(self) -> list[Rule]:
+        """The rules by rank, refusing a declaration that names an unknown rule or one that is
+        not evaluated earlier (a rule can only see hits of rules ranked before it)."""
+        rules = sorted(self._rules.values(), key=lambda r: r.rank)
+        for r in rules:
+            named = [*r.suppressed_by, *([r.folds_into.into] if r.folds_into else [])]
+            for other in named:
+                if other not in self._rules:
+                    raise ValueError(f"rule {r.id} names unknown rule {other}")
+            for other in r.suppressed_by:
+                if self._rules[other].rank >= r.rank:
+                    raise ValueError(f"rule {r.id} is suppressed by {other}, which must rank before it")
+        return rules
 
 
-def rule(
-    rule_id: str,
-    title: str,
-    hooks: tuple[str, ...],
-    fires_when: str,
-    seeds: tuple[tuple[str, str], ...],
-    suppressed_when: str = "-",
-    needs_trigger: bool = True,
-) -> Callable[[RuleFn], RuleFn]:
-    """Register a rule; order of registration is evaluation order (later rules see earlier hits)."""
-
-    def deco(fn: RuleFn) -> RuleFn:
-        RULES.append(Rule(rule_id, title, hooks, fn, fires_when, suppressed_when, seeds, needs_trigger))
-        return fn
-
-    return deco
+BOOK = RuleBook()
+rule = BOOK.rule
 
 
 def fmt_date(when: datetime | None) -> str:

@@ -7,8 +7,15 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from cds_service.clinical.record import PatientRecord
+from cds_service.clinical.moments import CHART
+from cds_service.clinical.record_model import PatientRecord
 from cds_service.clinical.rules.base import EMG, UMN, Basis, Hit, RuleContext, Suggest, fmt_date, rule
+from cds_service.clinical.rules.safety import (
+    first_tier_open,
+    not_benign,
+    pregnant,
+)
+from cds_service.clinical.rules.workup import TEST_LABEL
 from cds_service.clinical.terminology import terminology
 
 S000 = "000_bc010253c106cbbd.txt"
@@ -17,23 +24,20 @@ S002 = "002_0d1c86e06a6f96ad.txt"
 S003 = "003_3a25f4dd8f7e133a.txt"
 S004 = "004_43916d9a7c4a1785.txt"
 CRITICAL_RULES = ("R01", "R02", "R03")
-ABNORMAL_EMG = re.compile(
-    r"fibrillation|positive sharp|active denervation|chronic neurogenic|reinnervation", re.I
+# "widespread" describes distribution, not course; "non-progressive" / "not progressing" are negations.
+PROGRESSION = re.compile(r"progress|\bspread(?:s|ing)?\b|worsen", re.I)
+NOT_PROGRESSING = re.compile(
+    r"\bnon-?progressive|\bnot (?:\w+ )?(?:progress|worsen|spread)|\bno (?:\w+ )?(?:progression|worsening|spread)",
+    re.I,
 )
-NEGATED_EMG = re.compile(
-    r"\bno (evidence of )?(active |acute |chronic )?(denervation|neurogenic change|reinnervation)", re.I
-)
-PROGRESSION = re.compile(r"progress|spread|worsen", re.I)
 ALS_FEAR = re.compile(r"\bALS\b|motor neuron|lou gehrig", re.I)
+LEGS = re.compile(r"\b(leg|legs|calf|calves|thigh|foot|feet|lower (limb|extremit\w*)|claudication)\b", re.I)
+NOT_YET_BENIGN = ("R04", "R05b", "R05d", "R05e", "R05f", "R06", "R07", "R08", "R17", "R18", "R21", "R22")
 CAUSE_CLASSES = ("diuretics", "corticosteroids_systemic", "estrogens", "penicillins")
 
 
-def abnormal_emg(rec: PatientRecord) -> bool:
-    """An EMG report with denervation or neurogenic change: not a benign picture, so no reassurance."""
-    return any(
-        o.kind == "DiagnosticReport" and ABNORMAL_EMG.search(NEGATED_EMG.sub("", o.conclusion))
-        for o in rec.done_orders(*EMG)
-    )
+def _progressive(text: str) -> bool:
+    return bool(PROGRESSION.search(NOT_PROGRESSING.sub("", text)))
 
 
 def _red_flag(ctx: RuleContext) -> bool:
@@ -43,9 +47,10 @@ def _red_flag(ctx: RuleContext) -> bool:
 @rule(
     "R06",
     "EMG/NCS indicated without red flags",
-    ("patient-view",),
-    "no red flag, no EMG on file or pending, and fasciculation with cramps or neuromyotonia, a note saying it "
-    "is progressive, or anxiety about ALS (anxiety noted as ALS-related, or GAD-7 of 10 or more)",
+    CHART,
+    "no red flag, no EMG on file or pending, and fasciculation with cramps or neuromyotonia (in pregnancy, "
+    "leg cramps alone do not count), a note saying it is progressive (not 'widespread', not 'non-progressive'), "
+    "or anxiety about ALS (anxiety noted as ALS-related, or a GAD-7 of 10 or more, shown as such)",
     (
         (
             S000,
@@ -55,27 +60,36 @@ def _red_flag(ctx: RuleContext) -> bool:
         ),
     ),
     suppressed_when="R01 fired (it orders EMG urgently)",
+    rank=170,
+    suppressed_by=("R01",),
 )
 def r06_emg_indicated(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     if "R01" in ctx.fired or rec.done_orders(*EMG) or rec.pending_order(*EMG):
         return None
     reasons = []
     basis = rec.has("muscle_cramps", "neuromyotonia", "cramp_fasciculation_syndrome")
+    if pregnant(rec):
+        # Leg cramps are common in pregnancy and are not an EMG indication by themselves.
+        basis = [f for f in basis if f.concept != "muscle_cramps"]
     if basis:
         reasons.append("cramps/neuromyotonia")
-    progressive = [f for f in ctx.triggers if PROGRESSION.search(f.note) or PROGRESSION.search(f.label)]
+    progressive = [f for f in ctx.triggers if _progressive(f.note) or _progressive(f.label)]
     if progressive:
         reasons.append("progressive course")
         basis += progressive
     anxious = [f for f in rec.has("anxiety") if ALS_FEAR.search(f.note) or "hypochondria" in f.label.lower()]
     gad = ctx.done(rec, "gad7_total")
-    if anxious or (gad is not None and gad.value is not None and gad.value >= 10):
+    high_gad = gad is not None and gad.value is not None and gad.value >= 10
+    if anxious:
         reasons.append("persistent ALS-related anxiety")
         basis += anxious
+    elif high_gad:
+        # A GAD-7 score says how anxious, not about what: ask whether the fear is of ALS.
+        reasons.append("marked anxiety (GAD-7 of 10+: is it fear of ALS?)")
     if not reasons:
         return None
     hit = Hit("R06", "emg-indicated", "info", [Basis.of(f) for f in basis], [Suggest("emg", "routine", True)])
-    if gad is not None and "persistent ALS-related anxiety" in reasons:
+    if gad is not None and high_gad:
         hit.basis.append(Basis.of(gad))
     hit.values["reasons"] = ", ".join(reasons)
     return hit
@@ -84,8 +98,10 @@ def r06_emg_indicated(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R11",
     "Symptomatic therapy guidance",
-    ("patient-view",),
-    "no red flag, fasciculation first recorded at least 28 days ago, and no active gabapentin or carbamazepine",
+    CHART,
+    "no red flag, fasciculation first recorded at least 28 days ago, no active gabapentin or carbamazepine, "
+    "adult, every first-tier test resulted, no explaining diagnosis, no deficit and no EMG that is not normal; "
+    "in pregnancy a card that puts no drug first and states carbamazepine's teratogenicity",
     (
         (
             S002,
@@ -95,24 +111,34 @@ def r06_emg_indicated(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         (S000, "For fasciculations associated with neuromyotonia or cramps, carbamazepine relieves symptoms"),
         (S002, "Most patients do not require pharmacologic intervention"),
     ),
-    suppressed_when="R01, R02 or R03 fired, any warning (an abnormal result or drug cause to address first), or "
-    "an abnormal EMG report",
+    suppressed_when="R01, R02 or R03 fired, any warning (an abnormal result or drug cause to address first), "
+    "an explaining diagnosis (MND/ALS, SMA, myopathy, dystrophy, neuropathy, radiculopathy, thyrotoxicosis, ...), "
+    "any weakness, atrophy, UMN, bulbar or reflex finding, a first-tier test missing or pending, an EMG report "
+    "not classified normal, age under 18, or a card that leaves the work-up open (R04, R05b, R05d-f, R06-R08, "
+    "R17, R18, R21, R22)",
+    rank=190,
+    suppressed_by=("R01", "R02", "R03"),
+    yields_to_critical=True,
 )
 def r11_therapy(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     if _red_flag(ctx) or any(h.indicator == "warning" for h in ctx.fired.values()):
         return None
-    if rec.meds_in(("gabapentin", "carbamazepine")) or abnormal_emg(rec):
+    if rec.meds_in(("gabapentin", "carbamazepine")) or not_benign(rec, ctx) or first_tier_open(rec, ctx):
+        return None
+    # An open question in the work-up (abnormal result, EMG indicated or pending, PAD, sensory signs,
+    # abnormal EMG, child) comes before a drug: no positive evidence of a benign picture yet.
+    if any(r in ctx.fired for r in NOT_YET_BENIGN):
         return None
     dated = [f.when for f in ctx.triggers if f.when is not None]
     if not dated or min(dated) > ctx.now - timedelta(days=28):
         return None
     cramps = bool(rec.has("muscle_cramps", "neuromyotonia", "cramp_fasciculation_syndrome"))
-    hit = Hit(
-        "R11",
-        "therapy-carbamazepine-first" if cramps else "therapy-gabapentin-first",
-        "info",
-        [Basis.of(f) for f in ctx.triggers],
-    )
+    pregnancy = pregnant(rec)
+    if pregnancy:
+        kind = "therapy-pregnancy"
+    else:
+        kind = "therapy-carbamazepine-first" if cramps else "therapy-gabapentin-first"
+    hit = Hit("R11", kind, "info", [Basis.of(f) for f in ctx.triggers + pregnancy])
     hit.values["since"] = fmt_date(min(dated))
     return hit
 
@@ -120,8 +146,8 @@ def r11_therapy(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R12",
     "Anxiety and depression screening missing",
-    ("patient-view",),
-    "no GAD-7 or no PHQ-9 total score within 180 days (each suggested separately)",
+    CHART,
+    "no GAD-7 or no PHQ-9 total score within 180 days (each suggested separately); not under age 12",
     (
         (
             S000,
@@ -134,8 +160,11 @@ def r11_therapy(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
             "routine psychiatric intervention is not necessary",
         ),
     ),
+    rank=200,
 )
 def r12_screening(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
+    if rec.age is not None and rec.age < 12:
+        return None  # adult questionnaires; not validated under 12
     hit = Hit("R12", "screening-missing", "info")
     names = []
     for concept, code, name in (("gad7_total", "69737-5", "GAD-7"), ("phq9_total", "44249-1", "PHQ-9")):
@@ -151,7 +180,7 @@ def r12_screening(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R13",
     "Possible medication-induced fasciculations",
-    ("patient-view",),
+    CHART,
     "an active diuretic, systemic corticosteroid, estrogen or penicillin; warning instead of info when R05g found "
     "low electrolytes",
     (
@@ -167,6 +196,7 @@ def r12_screening(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
             "tapering",
         ),
     ),
+    rank=210,
 )
 def r13_drug_causes(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     t = terminology()
@@ -183,13 +213,15 @@ def r13_drug_causes(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R14",
     "Follow-up scheduling",
-    ("patient-view",),
+    CHART,
     "no red flag, a first-tier lab ordered or resulted within 30 days, and no follow-up booked or requested",
     (
         (S000, "Reassess at 2-4 weeks to review laboratory results and provide additional reassurance"),
         (S000, "Schedule follow-up at 6 months to confirm stability"),
     ),
     suppressed_when="R01, R02 or R03 fired",
+    rank=220,
+    suppressed_by=("R01", "R02", "R03"),
 )
 def r14_follow_up(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     if _red_flag(ctx) or rec.future_visits:
@@ -205,16 +237,12 @@ def r14_follow_up(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         "magnesium_serum",
         "ck",
     )
-    recent = [
-        r
-        for c in first_tier
-        for r in rec.labs.get(c, ())
-        if r.when and r.when >= ctx.now - timedelta(days=30)
-    ]
+    # "The last 30 days" in calendar days: a result drawn 30 days ago counts whatever the time of
+    # day (an exact-instant cutoff made the same record fire before 09:00 and not after).
+    since = (ctx.now - timedelta(days=30)).date()
+    recent = [r for c in first_tier for r in rec.labs.get(c, ()) if r.when and r.when.date() >= since]
     recent_orders = [
-        o
-        for o in rec.orders
-        if o.concepts & set(first_tier) and o.when and o.when >= ctx.now - timedelta(days=30)
+        o for o in rec.orders if o.concepts & set(first_tier) and o.when and o.when.date() >= since
     ]
     if not recent and not recent_orders:
         return None
@@ -235,9 +263,10 @@ def r14_follow_up(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R17",
     "PAD check in older patients with vascular risk",
-    ("patient-view",),
+    CHART,
     "age 50 or more, an atherosclerotic risk factor (hypertension, hyperlipidaemia, smoking, coronary disease, "
-    "CKD or diabetes), leg symptoms (weakness, numbness, cramps), no known PAD and no ABI within 730 days",
+    "CKD or diabetes), leg or exertional symptoms (claudication, leg pain, or weakness, numbness or cramps "
+    "described in the legs; hand numbness does not count), no known PAD and no ABI within 730 days",
     (
         (
             S001,
@@ -250,12 +279,18 @@ def r14_follow_up(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
             "findings",
         ),
     ),
+    rank=230,
 )
 def r17_pad_check(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     if rec.age is None or rec.age < 50 or rec.has("peripheral_artery_disease"):
         return None
     risk = rec.has("pad_risk_factors", "diabetes")
-    legs = rec.has("muscle_weakness", "numbness_paresthesia", "muscle_cramps")
+    legs = rec.has("leg_symptoms") + [
+        f
+        for f in rec.has("muscle_weakness", "numbness_paresthesia", "muscle_cramps")
+        if LEGS.search(f.label) and f.concept != "leg_symptoms"
+    ]
+    legs = list({f.ref: f for f in legs}.values())
     if not risk or not legs:
         return None
     if ctx.done(rec, "abi_result") is not None or rec.pending_order("abi_test", "abi_result"):
@@ -274,7 +309,7 @@ def r17_pad_check(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R18",
     "Sensory symptoms: consider peripheral neuropathy",
-    ("patient-view",),
+    CHART,
     "numbness/paresthesia or a peripheral neuropathy diagnosis with fasciculation",
     (
         (
@@ -283,6 +318,7 @@ def r17_pad_check(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
             "distribution with reduced ankle reflexes, not isolated fasciculations",
         ),
     ),
+    rank=240,
 )
 def r18_sensory(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     sensory = rec.has("numbness_paresthesia", "peripheral_neuropathy")
@@ -297,8 +333,10 @@ def r18_sensory(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R20",
     "Reassurance and education",
-    ("patient-view",),
-    "no red flag, no abnormal result card, no UMN or sensory finding, and the first-tier work-up complete",
+    CHART,
+    "adult, no red flag or warning, no abnormal result card, no explaining diagnosis (value set), no weakness, "
+    "atrophy, UMN, bulbar or reflex finding, no sensory finding, an EMG (if any) classified normal, and every "
+    "first-tier test resulted; when only pending results stand in the way, an info card says which",
     (
         (
             S000,
@@ -308,15 +346,40 @@ def r18_sensory(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         (S004, "There is usually no treatment necessary"),
     ),
     suppressed_when="any critical or warning card; lab gaps (R04); an abnormal result (R05); EMG indicated, "
-    "pending or myositis screen (R06-R08); PAD suspected (R17); sensory symptoms (R18); an EMG report with "
-    "fibrillations, positive sharp waves, denervation or neurogenic change",
+    "pending or myositis screen (R06-R08); PAD suspected (R17); sensory symptoms (R18); an abnormal or "
+    "unclassifiable EMG (R21); an explaining diagnosis, deficit, or age under 18",
+    rank=300,
+    suppressed_by=(
+        "R04",
+        "R05b",
+        "R05d",
+        "R05e",
+        "R05f",
+        "R05i",
+        "R06",
+        "R07",
+        "R08",
+        "R17",
+        "R18",
+        "R21",
+        "R22",
+    ),
+    yields_to_critical=True,
 )
 def r20_reassurance(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     if any(h.indicator != "info" for h in ctx.fired.values()):
         return None
-    blocking = ("R04", "R05b", "R05d", "R05e", "R05f", "R05i", "R06", "R07", "R08", "R17", "R18")
-    if any(r in ctx.fired for r in blocking) or rec.has(*UMN):
+    if rec.has(*UMN):
         return None
-    if abnormal_emg(rec):
-        return None
+    reasons = not_benign(rec, ctx)
+    if reasons:
+        # Say why there is no reassurance rather than stay silent (issue 11: "say what is missing").
+        hit = Hit("R20", "reassurance-withheld", "info", [Basis.of(f) for f in ctx.triggers])
+        hit.lines += [r[0].upper() + r[1:] + "." for r in reasons]
+        return hit
+    open_tests = first_tier_open(rec, ctx)
+    if open_tests:
+        hit = Hit("R20", "reassurance-pending", "info", [Basis.of(f) for f in ctx.triggers])
+        hit.values["pending"] = ", ".join(TEST_LABEL[t] for t, _ in open_tests)
+        return hit
     return Hit("R20", "reassurance", "info", [Basis.of(f) for f in ctx.triggers])

@@ -7,11 +7,12 @@ on order-sign) and offers to delete the offending draft, never to order a drug.
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
+from cds_service.clinical import emg as emg_report
 from cds_service.clinical.drafts import Draft
-from cds_service.clinical.record import Order, PatientRecord
+from cds_service.clinical.moments import ALWAYS, ORDERING, Moment
+from cds_service.clinical.record_model import Order, PatientRecord
 from cds_service.clinical.rules.base import (
     BULBAR,
     EMG,
@@ -24,19 +25,13 @@ from cds_service.clinical.rules.base import (
     fmt_date,
     rule,
 )
-from cds_service.clinical.rules.management import ABNORMAL_EMG, NEGATED_EMG
 from cds_service.clinical.rules.workup import test_status
 from cds_service.clinical.terminology import terminology
 
 S000 = "000_bc010253c106cbbd.txt"
 S002 = "002_0d1c86e06a6f96ad.txt"
-ORDER_HOOKS = ("order-select", "order-sign")
 IMAGING = ("ct_head", "mri_brain", "mri_lumbar_spine")
 IMAGING_RECENT_DAYS = 30
-NORMAL_TEXT = re.compile(
-    r"\bnormal\b|fasciculation potentials only|no (active )?denervation|no evidence of motor neuron", re.I
-)
-ABNORMAL_TEXT = ABNORMAL_EMG
 
 
 def _existing(rec: PatientRecord, ctx: RuleContext, concept: str, draft: Draft) -> str | None:
@@ -65,14 +60,15 @@ def _existing(rec: PatientRecord, ctx: RuleContext, concept: str, draft: Draft) 
 @rule(
     "R08",
     "EMG/NCS pending (patient-view) / duplicate order (order hooks)",
-    ("patient-view", "order-select", "order-sign"),
+    ALWAYS,
     "patient-view: an EMG/NCS order is pending and no other card already says so (cards that would order EMG "
     "show the pending order instead); order hooks: a draft EMG/NCS, lab or imaging order duplicates one already "
     "active or on hold, or a lab resulted within its look-back (warning, with a suggestion deleting the draft)",
     ((S000, "Do not order routine repeat EMG in stable BFS"),),
+    rank=180,
 )
 def r08_pending_or_duplicate(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
-    if ctx.hook == "patient-view":
+    if ctx.moment is Moment.CHART:
         pending = rec.pending_order(*EMG)
         if pending is None or any(r in ctx.fired for r in ("R01", "R06")):
             return None
@@ -110,16 +106,14 @@ def _prior_emg(rec: PatientRecord) -> tuple[Order | None, Order | None]:
 
 
 def _normal(report: Order) -> bool:
-    text = NEGATED_EMG.sub("", report.conclusion)  # "no active denervation" is a normal finding
-    if ABNORMAL_TEXT.search(text):
-        return False
-    return "17621005" in report.conclusion_codes or bool(NORMAL_TEXT.search(text))
+    """Only a report the shared classifier reads as normal; indeterminate is never normal."""
+    return emg_report.classify(report) == emg_report.NORMAL
 
 
 @rule(
     "R09",
     "Repeat EMG in stable benign fasciculations",
-    ORDER_HOOKS,
+    ORDERING,
     "a draft EMG/NCS, a prior EMG whose report is normal (conclusion code Normal, or text such as 'fasciculation "
     "potentials only' without fibrillations, positive sharp waves or neurogenic change), and no new weakness, "
     "atrophy, UMN or bulbar sign and no CK above 1000 U/L recorded since",
@@ -136,6 +130,8 @@ def _normal(report: Order) -> bool:
         ),
     ),
     suppressed_when="a critical card (R01-R03) fired",
+    rank=250,
+    yields_to_critical=True,
 )
 def r09_repeat_emg(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     drafts = [d for d in ctx.drafts if d.concepts & set(EMG)]
@@ -165,7 +161,7 @@ def r09_repeat_emg(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R10",
     "Cyclobenzaprine for fasciculations",
-    ORDER_HOOKS,
+    ORDERING,
     "a draft cyclobenzaprine order without an acute painful musculoskeletal condition (muscle spasm, strain, "
     "sprain), or with fasciculation as its reason (warning, delete suggestion); with such a condition, an "
     "info card when more than 21 days are requested",
@@ -177,6 +173,7 @@ def r09_repeat_emg(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         ),
         (S002, "Use should be limited to 2-3 weeks maximum when prescribed for any indication"),
     ),
+    rank=260,
 )
 def r10_cyclobenzaprine(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     drafts = [d for d in ctx.drafts if "cyclobenzaprine" in d.concepts]
@@ -199,7 +196,7 @@ def r10_cyclobenzaprine(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R15a",
     "MRI lumbar spine without radicular pain or UMN signs",
-    ORDER_HOOKS,
+    ORDERING,
     "a draft MRI of the lumbar spine for a patient with fasciculation and neither radiculopathy/sciatica nor an "
     "upper-motor-neuron sign on file (low back pain alone does not qualify)",
     (
@@ -209,6 +206,7 @@ def r10_cyclobenzaprine(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
             "pattern suggests radiculopathy, or if upper motor neuron signs are present",
         ),
     ),
+    rank=270,
 )
 def r15a_mri_lumbar(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     drafts = [d for d in ctx.drafts if "mri_lumbar_spine" in d.concepts]
@@ -222,7 +220,7 @@ def r15a_mri_lumbar(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R15b",
     "Brain imaging for isolated fasciculations",
-    ORDER_HOOKS,
+    ORDERING,
     "a draft CT head or MRI brain for fasciculation with no other neurological finding (weakness, numbness, "
     "dysarthria, dysphagia, UMN sign, myokymia, recent stroke)",
     (
@@ -231,6 +229,7 @@ def r15a_mri_lumbar(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
             "Brain imaging is not routinely needed for isolated fasciculations without other neurological symptoms",
         ),
     ),
+    rank=280,
 )
 def r15b_brain_imaging(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     drafts = [d for d in ctx.drafts if d.concepts & {"ct_head", "mri_brain"}]
@@ -256,7 +255,7 @@ def r15b_brain_imaging(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R16",
     "Compression stockings and the ankle-brachial index",
-    ORDER_HOOKS,
+    ORDERING,
     "a draft for compression stockings (matched by text: no verified code exists) and an ankle-brachial index "
     "below 0.6 within 730 days (warning, delete suggestion); with no ABI on file but known PAD, or age 50 or "
     "more with a vascular risk factor, an info card suggesting an ABI",
@@ -264,6 +263,7 @@ def r15b_brain_imaging(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         (S002, "Avoid compression if ankle-brachial index is <0.6"),
         (S002, "compression stockings (20-30 mmHg) may provide symptomatic relief for calf discomfort"),
     ),
+    rank=290,
 )
 def r16_compression(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     drafts = [d for d in ctx.drafts if "compression_stockings" in d.concepts]

@@ -3,8 +3,9 @@ myopathy screen (R07) and ferritin when restless legs is in the differential (R1
 
 from __future__ import annotations
 
-from cds_service.clinical.record import LabResult, PatientRecord
-from cds_service.clinical.rules.base import Basis, Hit, RuleContext, Suggest, rule
+from cds_service.clinical.moments import CHART
+from cds_service.clinical.record_model import Fact, LabResult, PatientRecord
+from cds_service.clinical.rules.base import Basis, Fold, Hit, RuleContext, Suggest, rule
 
 S000 = "000_bc010253c106cbbd.txt"
 S001 = "001_cfc4d0b4b68d0f69.txt"
@@ -14,7 +15,28 @@ S003 = "003_3a25f4dd8f7e133a.txt"
 LOW = frozenset({"L", "LL", "LU"})
 HIGH = frozenset({"H", "HH", "HU"})
 ABNORMAL = frozenset({"A", "AA"}) | LOW | HIGH
-CMP_COMPONENTS_FOR_DONE = 3  # a lab that reports CMP only as components still counts as a CMP
+# A CMP reported only as components counts when it covers what the first tier needs from it
+# (issue 11 section 1): sodium, potassium, creatinine, glucose and calcium. ALT+AST+ALP is not one.
+CMP_COMPONENTS = {
+    "sodium": frozenset({"2951-2"}),
+    "potassium": frozenset({"2823-3", "6298-4"}),
+    "creatinine": frozenset({"2160-0"}),
+    "glucose": frozenset({"2345-7", "1558-6"}),
+    "calcium": frozenset({"17861-6", "2000-8"}),
+}
+B6_ORDER_TEXT = "Vitamin B6 (pyridoxal 5'-phosphate), plasma"
+BMP_CODES = frozenset({"24321-2", "51990-0"})
+FALLBACK_LOW = {"potassium": 3.5, "magnesium_serum": 1.7, "calcium": 8.5}  # mmol/L, mg/dL, mg/dL
+ITEM9_TEXT = {
+    "not at all": 0.0,
+    "la6568-5": 0.0,
+    "several days": 1.0,
+    "la6569-3": 1.0,
+    "more than half the days": 2.0,
+    "la6570-1": 2.0,
+    "nearly every day": 3.0,
+    "la6571-9": 3.0,
+}
 CORE = ("diabetes_screen", "cbc", "cmp", "vitamin_b12", "tsh", "spep")
 EXTENDED = ("ck", "folate", "vitamin_b6")
 ALWAYS = ("magnesium_serum",)
@@ -33,14 +55,20 @@ TEST_LABEL = {
 
 
 def _cmp_done(rec: PatientRecord, ctx: RuleContext) -> LabResult | None:
+    """The CMP panel, a BMP, or sodium + potassium + creatinine + glucose + calcium in the window."""
     days = ctx.lookback("cmp")
-    if rec.latest("bmp", ctx.lookback("bmp")):
-        return rec.latest("bmp", ctx.lookback("bmp"))
+    bmp = [r for r in rec.results("bmp", ctx.lookback("bmp")) if r.code in BMP_CODES]
+    if bmp:
+        return bmp[0]
     results = rec.results("cmp", days)
     panels = [r for r in results if r.code == "24323-8"]
     if panels:
         return panels[0]
-    return results[0] if len({r.code for r in results}) >= CMP_COMPONENTS_FOR_DONE else None
+    pool = results + [r for c in ("fasting_glucose", "calcium", "potassium") for r in rec.results(c, days)]
+    codes = {r.code for r in pool}
+    if all(codes & wanted for wanted in CMP_COMPONENTS.values()):
+        return max(pool, key=lambda r: r.when or rec.now)
+    return None
 
 
 def test_status(rec: PatientRecord, ctx: RuleContext, test: str) -> tuple[str, object | None]:
@@ -63,7 +91,7 @@ def test_status(rec: PatientRecord, ctx: RuleContext, test: str) -> tuple[str, o
 @rule(
     "R04",
     "First-tier laboratory gaps",
-    ("patient-view",),
+    CHART,
     "fasciculation and one or more first-tier tests neither resulted within its look-back window nor pending: "
     "HbA1c or fasting glucose, CBC, CMP, B12, TSH, SPEP, magnesium; plus CK, folate and B6 when weakness is "
     "recorded",
@@ -80,12 +108,19 @@ def test_status(rec: PatientRecord, ctx: RuleContext, test: str) -> tuple[str, o
             "Evaluate for electrolyte abnormalities and medication effects that may contribute to fasciculations",
         ),
     ),
-    suppressed_when="R02 or R03 fired (emergency pathway handles labs)",
+    suppressed_when="a critical R02 or R03 card (emergency pathway handles labs); for an established motor "
+    "neuron disease an info card says it is under specialist care (or suggests neurology) instead of listing "
+    "gaps; under 18 the adult tests (SPEP, HbA1c) are left out",
+    rank=50,
 )
 def r04_lab_gaps(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
-    if "R02" in ctx.fired or "R03" in ctx.fired:
+    if any(r in ctx.fired and ctx.fired[r].indicator == "critical" for r in ("R02", "R03")):
         return None
-    tests = list(CORE) + list(ALWAYS)
+    mnd = rec.has("als", "motor_neuron_disease", "spinal_muscular_atrophy")
+    if mnd:
+        return _established_mnd(rec, mnd)
+    child = rec.age is not None and rec.age < 18
+    tests = [t for t in (*CORE, *ALWAYS) if not (child and t in ("spep", "diabetes_screen"))]
     if rec.has("muscle_weakness"):
         tests += list(EXTENDED)
     hit = Hit("R04", "lab-gaps", "info")
@@ -94,7 +129,11 @@ def r04_lab_gaps(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         state, item = test_status(rec, ctx, test)
         if state == "missing":
             missing.append(test)
-            hit.suggest.append(Suggest("hba1c" if test == "diabetes_screen" else test, "routine"))
+            if test == "vitamin_b6":
+                # 39786-9 is pyridoxine, not the B6 status test (PLP): order by text (issue 11 s.5).
+                hit.suggest.append(Suggest(test, "routine", text_only=B6_ORDER_TEXT))
+            else:
+                hit.suggest.append(Suggest("hba1c" if test == "diabetes_screen" else test, "routine"))
         elif state == "pending":
             hit.lines.append(f"{TEST_LABEL[test]} is pending.")
             if isinstance(item, LabResult):
@@ -106,6 +145,19 @@ def r04_lab_gaps(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     return hit
 
 
+def _established_mnd(rec: PatientRecord, mnd: list[Fact]) -> Hit:
+    """With MND established the screening list is not the point: say where care belongs."""
+    hit = Hit("R04", "established-mnd", "info", [Basis.of(f) for f in mnd])
+    neuro = rec.pending_order("neurology_referral") or next(iter(rec.done_orders("neurology_referral")), None)
+    if neuro is not None:
+        hit.basis.append(Basis.of(neuro))
+        hit.values["care"] = "under specialist (neurology) care"
+    else:
+        hit.values["care"] = "no neurology referral or visit on file"
+        hit.suggest.append(Suggest("neurology_referral", "routine", recommended=True))
+    return hit
+
+
 def _ck_uln(r: LabResult, fallback: float) -> float:
     return r.high if r.high is not None else fallback
 
@@ -113,9 +165,11 @@ def _ck_uln(r: LabResult, fallback: float) -> float:
 @rule(
     "R05a",
     "CK markedly elevated (>1000 U/L)",
-    ("patient-view",),
+    CHART,
     "latest CK within its look-back above 1000 U/L; merged into the R01 card as a critical finding when R01 fires",
     ((S001, "significantly elevated levels (>1000 U/L) suggest muscular dystrophy"),),
+    rank=60,
+    folds_into=Fold("R01", "CK {value} U/L, above 1000: a myopathic process, not consistent with BFS."),
 )
 def r05a_ck_high(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     ck = ctx.done(rec, "ck")
@@ -129,9 +183,10 @@ def r05a_ck_high(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R05b",
     "CK moderately elevated",
-    ("patient-view",),
+    CHART,
     "latest CK above the lab's upper limit (fallback 200 U/L) and at most 1000 U/L",
     ((S001, "moderate elevations indicate myopathy"),),
+    rank=70,
 )
 def r05b_ck_moderate(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     ck = ctx.done(rec, "ck")
@@ -153,7 +208,7 @@ def _outside(r: LabResult, low: float, high: float) -> bool:
 @rule(
     "R05c",
     "Abnormal TSH",
-    ("patient-view",),
+    CHART,
     "latest TSH flagged high/low by the lab, else outside its reference range, else outside 0.4-4.5 mIU/L",
     (
         (S001, "Check thyroid-stimulating hormone (TSH) to exclude thyroid dysfunction"),
@@ -163,6 +218,7 @@ def _outside(r: LabResult, low: float, high: float) -> bool:
             "atrophy and weakness, may mimic amyotrophic lateral sclerosis",
         ),
     ),
+    rank=80,
 )
 def r05c_tsh(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     tsh = ctx.done(rec, "tsh")
@@ -177,7 +233,7 @@ def r05c_tsh(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R05d",
     "Low or borderline vitamin B12",
-    ("patient-view",),
+    CHART,
     "latest B12 below 200 pg/mL or flagged low (warning); 200-300 pg/mL borderline (info, suggests methylmalonic acid)",
     (
         (
@@ -185,6 +241,7 @@ def r05c_tsh(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
             "Vitamin B12, B6, and folate deficiencies are reversible nutritional causes of peripheral neuropathy",
         ),
     ),
+    rank=90,
 )
 def r05d_b12(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     b12 = ctx.done(rec, "vitamin_b12")
@@ -203,9 +260,10 @@ def r05d_b12(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R05e",
     "Glycaemia in the diabetic range",
-    ("patient-view",),
+    CHART,
     "latest HbA1c at least 6.5 % or fasting glucose (LOINC 1558-6 only) at least 126 mg/dL (ADA thresholds)",
     ((S001, "Obtain HbA1c to exclude diabetic neuropathy"),),
+    rank=100,
 )
 def r05e_glycaemia(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     a1c = ctx.done(rec, "hba1c")
@@ -224,9 +282,10 @@ def r05e_glycaemia(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R05f",
     "Ferritin below 50 ng/mL with restless legs in the differential",
-    ("patient-view",),
+    CHART,
     "restless legs syndrome recorded (active, provisional or differential) and latest ferritin below 50 ng/mL",
     ((S000, "values <50 ng/mL support RLS diagnosis and indicate need for iron supplementation"),),
+    rank=110,
 )
 def r05f_ferritin(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     rls = rec.has("restless_legs")
@@ -239,8 +298,9 @@ def r05f_ferritin(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R05g",
     "Low potassium, magnesium or calcium",
-    ("patient-view",),
-    "latest K, Mg or Ca flagged low, or below the lab's lower limit",
+    CHART,
+    "latest K, Mg or Ca flagged low, or below the lab's lower limit; with neither a flag nor a range, below "
+    "K 3.5 mmol/L, Mg 1.7 mg/dL or Ca 8.5 mg/dL",
     (
         (
             S002,
@@ -248,6 +308,7 @@ def r05f_ferritin(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         ),
         (S003, "Medications containing magnesium may be recommended"),
     ),
+    rank=120,
 )
 def r05g_electrolytes(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     low = []
@@ -255,7 +316,8 @@ def r05g_electrolytes(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         r = ctx.done(rec, concept)
         if r is None:
             continue
-        if r.interpretation & LOW or (r.value is not None and r.low is not None and r.value < r.low):
+        limit = r.low if r.low is not None else (FALLBACK_LOW[concept] if not r.interpretation else None)
+        if r.interpretation & LOW or (r.value is not None and limit is not None and r.value < limit):
             low.append(r)
     if not low:
         return None
@@ -268,8 +330,8 @@ def r05g_electrolytes(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 
 @rule(
     "R05h",
-    "Monoclonal protein on electrophoresis",
-    ("patient-view",),
+    "Abnormal serum protein electrophoresis",
+    CHART,
     "SPEP interpretation flagged abnormal, or an M-protein value above zero",
     (
         (
@@ -277,6 +339,7 @@ def r05g_electrolytes(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
             "to exclude metabolic, endocrine, and hematologic causes of peripheral nerve hyperexcitability",
         ),
     ),
+    rank=130,
 )
 def r05h_spep(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     abnormal = [
@@ -288,6 +351,10 @@ def r05h_spep(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     if not abnormal:
         return None
     hit = Hit("R05h", "spep-abnormal", "warning", [Basis.of(abnormal[0])])
+    m_protein = any(
+        r.code in ("33358-3", "33647-9") and r.value is not None and r.value > 0 for r in abnormal
+    )
+    hit.values["finding"] = "Monoclonal protein" if m_protein else "Abnormal result"
     immunofixation_done = any(r.code == "25700-6" for r in rec.results("spep", ctx.lookback("spep")))
     if not immunofixation_done:
         hit.suggest.append(Suggest("spep", "routine", True, label="Serum immunofixation", code="25700-6"))
@@ -298,14 +365,16 @@ def r05h_spep(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R05i",
     "Positive anxiety or depression screen",
-    ("patient-view",),
-    "GAD-7 or PHQ-9 total score of 10 or more within 180 days (also a numeric value on the panel code)",
+    CHART,
+    "GAD-7 or PHQ-9 total score of 10 or more within 180 days (also a numeric value on the panel code); "
+    "PHQ-9 item 9 (LOINC 44260-8) above 0 gives a warning to assess suicide risk",
     (
         (
             S000,
             "Treat comorbid anxiety with SSRIs or SNRIs and consider referral for cognitive behavioral therapy",
         ),
     ),
+    rank=140,
 )
 def r05i_screen_positive(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     positive = [
@@ -313,18 +382,34 @@ def r05i_screen_positive(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         for c in ("gad7_total", "phq9_total")
         if (r := ctx.done(rec, c)) is not None and r.value is not None and r.value >= 10
     ]
-    if not positive:
+    item9 = rec.latest("phq9_item9", ctx.lookback("phq9_total"))
+    self_harm = item9 is not None and _item9_score(item9) > 0
+    if not positive and not self_harm:
         return None
-    hit = Hit("R05i", "screen-positive", "info", [Basis.of(r) for r in positive])
-    if not rec.pending_order("cbt_referral") and not rec.done_orders("cbt_referral"):
+    if self_harm and item9 is not None:
+        hit = Hit("R05i", "screen-self-harm", "warning", [Basis.of(item9), *(Basis.of(r) for r in positive)])
+    else:
+        hit = Hit("R05i", "screen-positive", "info", [Basis.of(r) for r in positive])
+    if positive and not rec.pending_order("cbt_referral") and not rec.done_orders("cbt_referral"):
         hit.suggest.append(Suggest("cbt_referral", "routine", recommended=True))
     return hit
+
+
+def _item9_score(r: LabResult) -> float:
+    """PHQ-9 item 9 as 0-3, from a number or the answer text (LOINC answer list LA6568-5..LA6571-9)."""
+    if r.raw_value is not None:
+        return r.raw_value
+    text = r.text.strip().lower()
+    if not text:
+        return 0.0
+    # An answer that cannot be read is surfaced rather than assumed to be "not at all".
+    return ITEM9_TEXT.get(text, 1.0)
 
 
 @rule(
     "R07",
     "Elevated CK with proximal weakness: inflammatory myopathy screen",
-    ("patient-view",),
+    CHART,
     "CK above the upper limit and weakness recorded as proximal (or Gowers sign), with ANA, ESR, CRP or ANCA not "
     "done within 90 days",
     (
@@ -335,6 +420,7 @@ def r05i_screen_positive(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
             "weeks to months, coupled with elevated muscle enzyme levels",
         ),
     ),
+    rank=150,
 )
 def r07_myositis_screen(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     ck = ctx.done(rec, "ck")
@@ -355,9 +441,10 @@ def r07_myositis_screen(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 @rule(
     "R19",
     "Restless legs in the differential: ferritin",
-    ("patient-view",),
+    CHART,
     "restless legs syndrome recorded (active, provisional or differential) and no ferritin within 180 days",
     ((S000, "Check serum ferritin if RLS is in the differential"), (S000, "Do not confuse BFS with RLS")),
+    rank=160,
 )
 def r19_rls_ferritin(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     rls = rec.has("restless_legs")

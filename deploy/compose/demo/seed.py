@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from cds_service.fixtures import all_fixtures, load
+from cds_tools.fixtures import all_fixtures, load
 
 
 def seed(base: str, root: Path) -> int:

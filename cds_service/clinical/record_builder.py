@@ -1,0 +1,407 @@
+"""Builds the patient record (``record_model.py``) from FHIR JSON: only the facts the rules need,
+normalised once.
+
+Raw FHIR JSON is filtered by code *before* anything is built (a patient with 2,000 unrelated
+Observations costs a dictionary lookup per Observation, not a model). Status semantics:
+Observation final/amended/corrected = result, registered/preliminary = pending, entered-in-error
+and cancelled ignored; Condition refuted/entered-in-error never count, resolved/inactive/remission
+are history; ServiceRequest draft/active/on-hold = pending, completed = done.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from cds_service.clinical.record_model import Fact, LabResult, Medication, Order, PatientRecord
+from cds_service.clinical.terminology import LOINC, Terminology
+from cds_service.clinical.units import normalise, normalise_range
+from cds_service.jsonshape import items, obj, string
+
+RESULT = frozenset({"final", "amended", "corrected"})
+PENDING_OBS = frozenset({"registered", "preliminary"})
+ORDER_PENDING = frozenset({"draft", "active", "on-hold"})
+PROC_PENDING = frozenset({"preparation", "in-progress", "on-hold"})
+ACTIVE_CLINICAL = frozenset({"active", "recurrence", "relapse"})
+DROP_VERIFICATION = frozenset({"refuted", "entered-in-error"})
+NEGATIVE_TEXT = re.compile(r"\b(absent|negative|not present|none|no)\b", re.IGNORECASE)
+ABSENT_CODES = frozenset({"2667000", "260385009"})  # Absent; Negative (qualifier values)
+MRC_GRADE = re.compile(r"^\s*([0-5])\s*([+-])?\s*(/\s*5)?\s*$")
+_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?")
+
+
+def parse_when(value: Any) -> datetime | None:
+    """FHIR date/dateTime/instant -> aware UTC datetime (partial dates at their first instant)."""
+    if not isinstance(value, str) or not _DATE.match(value):
+        return None
+    text = value.strip()
+    try:
+        if len(text) == 4:
+            return datetime(int(text), 1, 1, tzinfo=UTC)
+        if len(text) == 7:
+            return datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=UTC)
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _code(cc: Any, system: str | None = None) -> str | None:
+    if isinstance(cc, dict):
+        for c in items(cc.get("coding")):
+            if (system is None or c.get("system") == system) and c.get("code"):
+                return str(c["code"])
+    return None
+
+
+def _codes(cc: Any) -> set[str]:
+    if not isinstance(cc, dict):
+        return set()
+    return {str(c["code"]) for c in items(cc.get("coding")) if c.get("code")}
+
+
+def label_of(cc: Any, fallback: str) -> str:
+    """A human label for a CodeableConcept: its text, else the first display, else the code."""
+    if isinstance(cc, dict):
+        if isinstance(cc.get("text"), str) and cc["text"]:
+            return str(cc["text"])
+        for c in items(cc.get("coding")):
+            if c.get("display") or c.get("code"):
+                return str(c.get("display") or c.get("code"))
+    return fallback
+
+
+REFLEX_CONCEPTS = frozenset({"hyperreflexia", "babinski_sign", "areflexia", "hyporeflexia", "clonus"})
+_REFLEX_TEXT = (
+    (re.compile(r"hyperreflex|brisk reflex|increased reflex", re.I), "hyperreflexia"),
+    (re.compile(r"babinski|extensor plantar|upgoing toe", re.I), "babinski_sign"),
+    (re.compile(r"clonus", re.I), "clonus"),
+    (re.compile(r"areflex|absent reflex", re.I), "areflexia"),
+    (re.compile(r"hyporeflex|reduced reflex|diminished reflex", re.I), "hyporeflexia"),
+)
+
+
+def _icd_only(cc: Any, norm_code: str) -> bool:
+    """True when the only ICD-10-CM coding of ``cc`` is ``norm_code`` and no other system codes it."""
+    codings = items(obj(cc).get("coding"))
+    if not codings:
+        return False
+    icd = [
+        str(c.get("code", "")).replace(".", "").upper()
+        for c in codings
+        if "icd-10" in str(c.get("system", ""))
+    ]
+    return bool(icd) and all(code == norm_code for code in icd) and len(icd) == len(codings)
+
+
+def _interpretation(o: dict[str, Any]) -> set[str]:
+    """Interpretation codes: R4 sends an array of CodeableConcepts, STU3 a single one."""
+    return set().union(*(_codes(i) for i in items(o.get("interpretation"))))
+
+
+def _mrc_grade(o: dict[str, Any]) -> float | None:
+    """An MRC strength grade (0-5, '4+' and '5-' allowed) from a numeric or text value."""
+    vq = obj(o.get("valueQuantity")).get("value")
+    if isinstance(vq, int | float) and not isinstance(vq, bool):
+        return float(vq)
+    if isinstance(o.get("valueInteger"), int) and not isinstance(o.get("valueInteger"), bool):
+        return float(o["valueInteger"])
+    text = o.get("valueString")
+    if not isinstance(text, str):
+        text = label_of(o.get("valueCodeableConcept"), "")
+    m = MRC_GRADE.match(text or "")
+    if m is None:
+        return None
+    return float(m.group(1)) + {"+": 0.33, "-": -0.33}.get(m.group(2) or "", 0.0)
+
+
+def _ref(res: dict[str, Any]) -> str:
+    return f"{res.get('resourceType')}/{res.get('id', '?')}"
+
+
+class RecordBuilder:
+    """Builds a PatientRecord from gathered FHIR JSON, keeping only what matches a concept."""
+
+    def __init__(
+        self, term: Terminology, finding_window_days: int = 365, use_trigger_text: bool = False
+    ) -> None:
+        self.t = term
+        self.window = finding_window_days
+        self.use_trigger_text = use_trigger_text
+
+    def build(
+        self,
+        patient_id: str,
+        now: datetime,
+        resources: dict[str, list[dict[str, Any]]],
+        missing: Iterable[str] = (),
+    ) -> PatientRecord:
+        rec = PatientRecord(patient_id=patient_id, now=now, missing=list(missing))
+        for p in resources.get("Patient", ()):
+            if p.get("id") in (None, patient_id):
+                self._patient(rec, p)
+        for c in resources.get("Condition", ()):
+            self._condition(rec, c)
+        for o in resources.get("Observation", ()):
+            self._observation(rec, o)
+        for kind in ("ServiceRequest", "Procedure", "DiagnosticReport"):
+            for r in resources.get(kind, ()):
+                self._order(rec, r)
+        for kind in ("MedicationRequest", "MedicationStatement"):
+            for m in resources.get(kind, ()):
+                self._medication(rec, m)
+        for a in resources.get("Appointment", ()):
+            start = parse_when(a.get("start"))
+            if string(a.get("status")) in ("proposed", "pending", "booked") and (
+                start is None or start >= now
+            ):
+                rec.future_visits.append(start or now)
+        for r in resources.get("ServiceRequest", ()):
+            label = label_of(r.get("code"), "")
+            if string(r.get("status")) in ORDER_PENDING and re.search(
+                r"follow[- ]?up|review|recall", label, re.I
+            ):
+                rec.future_visits.append(parse_when(r.get("occurrenceDateTime")) or now)
+        for results in rec.labs.values():
+            results.sort(key=lambda r: r.when or datetime.min.replace(tzinfo=UTC), reverse=True)
+        return rec
+
+    def _patient(self, rec: PatientRecord, p: dict[str, Any]) -> None:
+        born = parse_when(p.get("birthDate"))
+        if born is not None:
+            years = rec.now.year - born.year - ((rec.now.month, rec.now.day) < (born.month, born.day))
+            rec.age = max(years, 0)
+        if isinstance(p.get("gender"), str):
+            rec.sex = p["gender"]
+
+    def concepts_of(self, cc: Any) -> set[str]:
+        """Concepts of a finding's code, with the catalogue's two ambiguous ICD-10-CM codes
+        resolved: R29.2 'Abnormal reflex' names a reflex sign only when the text says which one,
+        and R53.1 'Weakness' alone is treated as non-objective weakness."""
+        concepts = self.t.match_cc(cc, use_text=True)
+        if concepts & REFLEX_CONCEPTS and _icd_only(cc, "R292"):
+            text = label_of(cc, "") if isinstance(cc, dict) and cc.get("text") else ""
+            concepts -= REFLEX_CONCEPTS
+            concepts |= {concept for pattern, concept in _REFLEX_TEXT if pattern.search(text)}
+            if not concepts:
+                concepts = {"reflex_abnormal"}
+        return concepts
+
+    def _condition(self, rec: PatientRecord, c: dict[str, Any]) -> None:
+        if _code(c.get("verificationStatus")) in DROP_VERIFICATION:
+            return
+        concepts = self.concepts_of(c.get("code"))
+        if self.use_trigger_text and re.search(
+            r"fascicul|twitch", str(obj(c.get("code")).get("text", "")), re.I
+        ):
+            concepts.add("fasciculation")
+        if not concepts:
+            return
+        clinical = _code(c.get("clinicalStatus"))
+        active = clinical is None or clinical in ACTIVE_CLINICAL
+        onset = parse_when(c.get("onsetDateTime"))
+        if onset is None and isinstance(c.get("onsetPeriod"), dict):
+            onset = parse_when(c["onsetPeriod"].get("start"))
+        when = onset or parse_when(c.get("recordedDate"))
+        asserter = str(obj(c.get("asserter")).get("reference", "")) + str(
+            obj(c.get("recorder")).get("reference", "")
+        )
+        objective = not re.match(r"^(Patient|RelatedPerson)/", asserter)
+        if "muscle_weakness" in concepts and _icd_only(c.get("code"), "R531"):
+            objective = False  # 'Weakness' (asthenia) without a coded exam finding
+        note = " ".join(str(n.get("text", "")) for n in items(c.get("note")))
+        label = self.t.label(c.get("code"), "condition")
+        for concept in concepts:
+            rec.facts.append(Fact(concept, _ref(c), label, when, "condition", active, objective, note, onset))
+
+    def _observation(self, rec: PatientRecord, o: dict[str, Any]) -> None:
+        status = string(o.get("status"))
+        if status not in RESULT and status not in PENDING_OBS:
+            return
+        code = o.get("code")
+        concepts = self.concepts_of(code)
+        # A smoking-status *question* is not a risk factor (its answer may be).
+        concepts.discard("pad_risk_factors")
+        if "muscle_strength_grade" in concepts:
+            # An MRC grade below 5 is objective weakness on examination (knowledge.md section 2).
+            concepts.discard("muscle_strength_grade")
+            grade = _mrc_grade(o)
+            if grade is not None and grade < 5:
+                concepts.add("muscle_weakness")
+        value_cc = o.get("valueCodeableConcept")
+        value_concepts = self.t.match_cc(value_cc, use_text=False) if isinstance(value_cc, dict) else set()
+        # Present/Absent/Normal are qualifiers of a finding, not findings.
+        value_concepts.discard("exam_present")
+        if not concepts and not value_concepts:
+            return
+        when = parse_when(o.get("effectiveDateTime")) or parse_when(o.get("issued"))
+        if when is None and isinstance(o.get("effectivePeriod"), dict):
+            when = parse_when(o["effectivePeriod"].get("start"))
+        labs = {c for c in concepts if self.t.concepts[c].category == "lab"}
+        if labs:
+            self._lab(rec, o, labs, when, status in PENDING_OBS)
+        findings = (concepts - labs) | value_concepts
+        if findings and status in RESULT:
+            self._finding(rec, o, findings, when, value_concepts)
+
+    def _finding(
+        self,
+        rec: PatientRecord,
+        o: dict[str, Any],
+        concepts: set[str],
+        when: datetime | None,
+        value_concepts: set[str],
+    ) -> None:
+        negated = self._negated(o, bool(value_concepts))
+        recent = when is None or when >= rec.now - timedelta(days=self.window)
+        performer = " ".join(str(p.get("reference", "")) for p in items(o.get("performer")))
+        objective = not re.search(r"\b(Patient|RelatedPerson)/", performer)
+        label = self.t.label(o.get("valueCodeableConcept"), "") if value_concepts else ""
+        label = label or self.t.label(o.get("code"), "observation")
+        for concept in concepts:
+            fact = Fact(concept, _ref(o), label, when, "observation", recent, objective)
+            (rec.negated if negated else rec.facts).append(fact)
+
+    @staticmethod
+    def _negated(o: dict[str, Any], finding_in_value: bool) -> bool:
+        """An exam finding recorded as absent must never fire a rule."""
+        if o.get("dataAbsentReason") is not None or o.get("valueBoolean") is False:
+            return True
+        interp = _interpretation(o)
+        if "N" in interp or "NEG" in interp:
+            return True
+        v = o.get("valueCodeableConcept")
+        if not finding_in_value and isinstance(v, dict):
+            if _codes(v) & ABSENT_CODES:
+                return True
+            if NEGATIVE_TEXT.search(label_of(v, "")):
+                return True
+        vs = o.get("valueString")
+        return isinstance(vs, str) and bool(NEGATIVE_TEXT.match(vs.strip()))
+
+    def _lab(
+        self, rec: PatientRecord, o: dict[str, Any], concepts: set[str], when: datetime | None, pending: bool
+    ) -> None:
+        code = _code(o.get("code"), LOINC)
+        interp = _interpretation(o)
+        vq = o.get("valueQuantity") if isinstance(o.get("valueQuantity"), dict) else None
+        raw_value = vq.get("value") if vq else None
+        if raw_value is None and isinstance(o.get("valueInteger"), int):
+            raw_value = o["valueInteger"]
+        unit = (string(vq.get("code")) or string(vq.get("unit"))) if vq else None
+        rr = next(iter(items(o.get("referenceRange"))), {})
+        text = str(o.get("valueString") or label_of(o.get("valueCodeableConcept"), ""))
+        for concept in concepts:
+            value: float | None = None
+            canonical: str | None = None
+            if isinstance(raw_value, int | float) and not isinstance(raw_value, bool):
+                value, canonical = normalise(concept, float(raw_value), unit)
+            low = self._bound(concept, rr.get("low"))
+            high = self._bound(concept, rr.get("high"))
+            reported = (
+                float(raw_value)
+                if isinstance(raw_value, int | float) and not isinstance(raw_value, bool)
+                else None
+            )
+            rec.labs.setdefault(concept, []).append(
+                LabResult(
+                    concept,
+                    _ref(o),
+                    code,
+                    self.t.label(o.get("code"), concept),
+                    when,
+                    value,
+                    canonical,
+                    pending,
+                    frozenset(interp),
+                    low,
+                    high,
+                    text,
+                    reported,
+                    unit,
+                )
+            )
+
+    @staticmethod
+    def _bound(concept: str, q: Any) -> float | None:
+        if not isinstance(q, dict) or not isinstance(q.get("value"), int | float):
+            return None
+        return normalise_range(concept, float(q["value"]), string(q.get("code")) or string(q.get("unit")))
+
+    def _order(self, rec: PatientRecord, r: dict[str, Any]) -> None:
+        kind = str(r.get("resourceType"))
+        concepts = self.t.match_cc(r.get("code"), use_text=True)
+        if not concepts:
+            return
+        status = str(r.get("status", ""))
+        if status in ("entered-in-error", "revoked", "cancelled", "not-done", "stopped"):
+            return
+        if kind == "ServiceRequest":
+            when = parse_when(r.get("authoredOn")) or parse_when(r.get("occurrenceDateTime"))
+            pending, done = status in ORDER_PENDING, status == "completed"
+        elif kind == "Procedure":
+            when = parse_when(r.get("performedDateTime"))
+            if when is None and isinstance(r.get("performedPeriod"), dict):
+                when = parse_when(r["performedPeriod"].get("start"))
+            pending, done = status in PROC_PENDING, status == "completed"
+        else:
+            when = parse_when(r.get("effectiveDateTime")) or parse_when(r.get("issued"))
+            pending, done = status in ("registered", "partial", "preliminary"), status in RESULT
+        conclusion_codes: set[str] = set()
+        conclusion_concepts: set[str] = set()
+        for cc in items(r.get("conclusionCode")):
+            conclusion_codes |= _codes(cc)
+            conclusion_concepts |= self.t.match_cc(cc, use_text=False)
+        rec.orders.append(
+            Order(
+                frozenset(concepts),
+                _ref(r),
+                kind,
+                status,
+                when,
+                self.t.label(r.get("code"), kind),
+                pending,
+                done,
+                str(r.get("conclusion") or ""),
+                frozenset(conclusion_codes),
+                conclusion_concepts=frozenset(conclusion_concepts),
+            )
+        )
+
+    def _medication(self, rec: PatientRecord, m: dict[str, Any]) -> None:
+        status = str(m.get("status", ""))
+        if status not in ("active", "on-hold", "intended"):
+            return
+        cc = m.get("medicationCodeableConcept")
+        if not isinstance(cc, dict):
+            cc = self._contained_medication(m)
+        concepts = self.t.match_drug(cc)
+        if not concepts or self._local_route(m, cc):
+            return
+        since = parse_when(m.get("authoredOn")) or parse_when(m.get("effectiveDateTime"))
+        if since is None and isinstance(m.get("effectivePeriod"), dict):
+            since = parse_when(m["effectivePeriod"].get("start"))
+        rec.meds.append(Medication(frozenset(concepts), _ref(m), label_of(cc, "medication"), since, status))
+
+    @staticmethod
+    def _contained_medication(m: dict[str, Any]) -> dict[str, Any] | None:
+        ref = obj(m.get("medicationReference")).get("reference")
+        if not isinstance(ref, str) or not ref.startswith("#"):
+            return None
+        for c in items(m.get("contained")):
+            if c.get("resourceType") == "Medication" and c.get("id") == ref[1:]:
+                code = c.get("code")
+                return code if isinstance(code, dict) else None
+        return None
+
+    @staticmethod
+    def _local_route(m: dict[str, Any], cc: Any) -> bool:
+        """Eye drops and creams do not cause fasciculations: ignore topical/ophthalmic forms."""
+        label = label_of(cc, "")
+        for d in items(m.get("dosageInstruction") or m.get("dosage")):
+            label += " " + label_of(d.get("route"), "")
+        return bool(re.search(r"ophthalmic|topical|cream|ointment|otic|nasal|inhal|eye drop", label, re.I))
