@@ -1,5 +1,5 @@
 """Real parts for the SMART app tests: the SMART App Launcher (../shared/tools/smart-launcher, the
-official test harness) in front of SEKMET, Debian's Chromium driven by playwright-core
+official test harness, started by ``cds_tools.harness.run_launcher``) in front of SEKMET, Debian's Chromium driven by playwright-core
 (tools/node/smart-browser.mjs, installed by scripts/node-kit) and launch codes in the launcher's
 own format. Each part skips with a clear reason (fails under CDS_TEST_REQUIRE_ALL=1) when absent;
 Chromium is apt-get installed when the tests run as root on Debian (as CI does)."""
@@ -7,21 +7,19 @@ Chromium is apt-get installed when the tests run as root on Debian (as CI does).
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cds_tools.harness import Launcher
 from tests.support.fhir_validator import KIT_DIR
-from tests.support.servers import ROOT, free_port, stop, unavailable, wait_http
+from tests.support.servers import ROOT, run_launcher, unavailable
 
-LAUNCHER = Path(os.environ.get("CDS_SMART_LAUNCHER", ROOT.parent / "shared" / "tools" / "smart-launcher" / "run"))
+__all__ = ["ARTEFACTS", "Launcher", "browse", "ensure_chromium", "ensure_playwright", "launch_code", "run_launcher"]
 BROWSER_SCRIPT = KIT_DIR / "smart-browser.mjs"
 ARTEFACTS = Path(os.environ.get("CDS_TEST_ARTEFACTS", ROOT / "test-artefacts")) / "smart"
 CHROMIUM = "/usr/bin/chromium"
@@ -69,43 +67,9 @@ def launch_code(
     return base64.urlsafe_b64encode(json.dumps(arr).encode()).decode().rstrip("=")
 
 
-@dataclass
-class Launcher:
-    base: str
-    proc: subprocess.Popen[bytes]
-
-    @property
-    def iss(self) -> str:
-        return f"{self.base}/v/r4/fhir"
-
-    def sim_iss(self, code: str) -> str:
-        return f"{self.base}/v/r4/sim/{code}/fhir"
-
-
-@contextlib.contextmanager
-def run_launcher(fhir_base: str, token_minutes: float | None = None) -> Iterator[Launcher]:
-    if not LAUNCHER.is_file():
-        unavailable(f"SMART App Launcher not found at {LAUNCHER}")
-    if shutil.which("node") is None or shutil.which("openssl") is None:
-        unavailable("the SMART App Launcher needs node and openssl")
-    port = free_port()
-    args = [str(LAUNCHER), "--fhir", fhir_base, "--port", str(port)]
-    if token_minutes is not None:
-        args += ["--token-minutes", str(token_minutes)]
-    work = Path(tempfile.mkdtemp(prefix="smart-launcher-"))
-    log = (work / "launcher.log").open("wb")
-    proc = subprocess.Popen(args, cwd=work, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            wait_http(f"{base}/v/r4/fhir/.well-known/smart-configuration", proc, timeout=180)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}\n{(work / 'launcher.log').read_text(errors='replace')[-3000:]}") from None
-        yield Launcher(base, proc)
-    finally:
-        stop(proc)
-        log.close()
-        shutil.rmtree(work, ignore_errors=True)
+def sim_iss(launcher: Launcher, code: str) -> str:
+    """The launcher's FHIR base for a simulated launch (standalone: the launch code is in the path)."""
+    return f"{launcher.base}/v/r4/sim/{code}/fhir"
 
 
 def browse(steps: list[dict[str, Any]], screenshot: str | None = None, axe: bool = False) -> dict[str, Any]:

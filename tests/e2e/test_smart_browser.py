@@ -20,7 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from cds_service import fixtures
+from cds_tools import fixtures
 from tests.support.servers import CdsServer, FhirServer, free_port, run_cds_server
 from tests.support.smart import (
     ARTEFACTS,
@@ -30,6 +30,7 @@ from tests.support.smart import (
     ensure_playwright,
     launch_code,
     run_launcher,
+    sim_iss,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.node]
@@ -70,7 +71,7 @@ def short_launcher(fhir_open: FhirServer, loaded: dict[str, Any]) -> Iterator[La
 
 @pytest.fixture(scope="module")
 def service(launcher: Launcher, short_launcher: Launcher) -> Iterator[CdsServer]:
-    allowed = [launcher.iss, short_launcher.iss, launcher.sim_iss(STANDALONE)]
+    allowed = [launcher.fhir_base, short_launcher.fhir_base, sim_iss(launcher, STANDALONE)]
     port = free_port()  # known in advance: it is the public base URL, so cards carry the app's link
     env = {"CDS_SMART_ALLOWED_ISS": json.dumps(allowed), "CDS_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
     with run_cds_server(env, port=port) as s:
@@ -85,13 +86,13 @@ def confidential(launcher: Launcher, tmp_path_factory: pytest.TempPathFactory) -
     path.write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
-    env = {"CDS_SMART_ALLOWED_ISS": json.dumps([launcher.iss]), "CDS_SMART_CLIENT_KEY_FILE": str(path)}
+    env = {"CDS_SMART_ALLOWED_ISS": json.dumps([launcher.fhir_base]), "CDS_SMART_CLIENT_KEY_FILE": str(path)}
     with run_cds_server(env) as s:
         yield s
 
 
 def ehr_launch(service: CdsServer, launcher: Launcher, patient: str, **code: Any) -> str:
-    return service.url("/smart/launch?" + urlencode({"iss": launcher.iss, "launch": launch_code(0, patient, **code)}))
+    return service.url("/smart/launch?" + urlencode({"iss": launcher.fhir_base, "launch": launch_code(0, patient, **code)}))
 
 
 def origins(report: dict[str, Any]) -> set[str]:
@@ -135,7 +136,7 @@ def test_ehr_launch_red_flag_patient(service: CdsServer, launcher: Launcher) -> 
     # the browser went to the launcher to authorise (PKCE S256, aud = iss) and back, nowhere else
     auth = next(r["url"] for r in report["requests"] if "/auth/authorize" in r["url"])
     assert "code_challenge_method=S256" in auth and "code_challenge=" in auth and "state=" in auth
-    assert f"aud={launcher.iss.replace(':', '%3A').replace('/', '%2F')}" in auth
+    assert f"aud={launcher.fhir_base.replace(':', '%3A').replace('/', '%2F')}" in auth
     assert not any("access_token" in r["url"] for r in report["requests"])
     check_clean(report, service, launcher)
     assert (ARTEFACTS / "red-flag-patient.png").stat().st_size > 10_000
@@ -188,7 +189,7 @@ def test_emg_reading_with_its_sentence(service: CdsServer, launcher: Launcher) -
 
 
 def test_standalone_launch(service: CdsServer, launcher: Launcher) -> None:
-    iss = launcher.sim_iss(STANDALONE)
+    iss = sim_iss(launcher, STANDALONE)
     start = service.url("/smart")
     report = browse([{"goto": start}, {"goto": service.url("/smart/launch?" + urlencode({"iss": iss}))}])
     assert iss in report["steps"][0]["text"]
@@ -327,7 +328,7 @@ def test_card_smart_link_opens_the_app(service: CdsServer, launcher: Launcher, f
     assert red == [{"label": "Open the whole work-up (SMART app)", "url": service.url("/smart/launch"),
                     "type": "smart", "appContext": "red-flags"}]
     assert next(v for k, v in links.items() if k.startswith("First-tier"))[0]["appContext"] == "workup"
-    url = red[0]["url"] + "?" + urlencode({"iss": launcher.iss, "launch": launch_code(0, "fx-r01-weakness")})
+    url = red[0]["url"] + "?" + urlencode({"iss": launcher.fhir_base, "launch": launch_code(0, "fx-r01-weakness")})
     text = browse([{"goto": url}])["steps"][-1]["text"]
     for card in cards:
         assert card["summary"] in text

@@ -23,17 +23,20 @@ import respx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cds_service import fixtures
 from cds_service.cli import main
+from cds_service.clinical import emg
+from cds_service.clinical.record_model import Order
 from cds_service.protocol.validate import response_problems
 from cds_service.registry import Registry, load_services
 from cds_service.settings import Settings
 from cds_service.smart import auth
-from cds_service.smart_settings import SmartSettings
 from cds_service.smart.fhir import TokenRejected, encode_url, read_patient_data
 from cds_service.smart.pipeline import cards_offline, patient_view_specs, prefetch_from_bundle
 from cds_service.smart.router import section_of
 from cds_service.smart.session import PendingLaunch, SessionStore
+from cds_service.smart.view import emg_reading
+from cds_service.smart_settings import SmartSettings
+from cds_tools import fixtures
 
 ISS = "https://ehr.example/fhir"
 CFG = auth.SmartConfiguration("https://ehr.example/auth/authorize", "https://ehr.example/auth/token", None, None)
@@ -208,7 +211,7 @@ def test_evaluate_html_writes_a_standalone_page(tmp_path: Path, capsys: pytest.C
     assert main(["evaluate", str(bad), "--html", str(tmp_path / "x.html")]) == 2
 
 
-def test_mrc_grades_are_shown_as_deficits(tmp_path: Path) -> None:
+def test_mrc_grades_are_shown_as_deficits() -> None:
     """Strength graded 3/5 (found by text: no verified code exists) is shown as an objective
     deficit, and the page no longer says 'None recorded'."""
     from cds_service.smart.offline import bundle_page
@@ -224,9 +227,79 @@ def test_mrc_grades_are_shown_as_deficits(tmp_path: Path) -> None:
     }
     normal = {**grade, "id": "mrc-2", "valueString": "5/5", "valueInteger": None}
     bundle = {**fx.bundle, "entry": [*fx.bundle["entry"], {"resource": grade}, {"resource": normal}]}
-    path = tmp_path / "b.json"
-    path.write_text(json.dumps(bundle))
-    html, _ = bundle_page(path, Settings())
+    html, _ = bundle_page(bundle, "b.json", Settings())
     assert "Muscle strength (MRC), left deltoid (left deltoid): 3/5" in html and "objective, reduced" in html
     assert ": 5/5" in html and "objective, normal" in html
     assert "None recorded: no weakness" not in html
+
+
+def _report(conclusion: str, codes: frozenset[str] = frozenset(), concepts: frozenset[str] = frozenset()) -> Order:
+    return Order(frozenset({"emg"}), "DiagnosticReport/x", "DiagnosticReport", "final", None, "EMG", False, True,
+                 conclusion, codes, frozenset(), concepts)
+
+
+@pytest.mark.parametrize(
+    ("conclusion", "cls", "sentence"),
+    [
+        ("Fibrillation potentials and positive sharp waves in two limbs.", emg.DENERVATION,
+         "Fibrillation potentials and positive sharp waves in two limbs."),
+        # the negation covers the whole list: a normal report, never 'denervation'
+        ("Fasciculation potentials in the calves. No fibrillation potentials or positive sharp waves. "
+         "Normal study.", emg.NORMAL, "Fasciculation potentials in the calves."),
+        ("Normal nerve conduction. Short-duration, small-amplitude motor units in proximal muscles.",
+         emg.MYOPATHIC, "Short-duration, small-amplitude motor units in proximal muscles."),
+        ("Mild chronic neurogenic changes in one calf muscle only.", emg.NEUROGENIC,
+         "Mild chronic neurogenic changes in one calf muscle only."),
+        ("Study limited by patient tolerance.", emg.INDETERMINATE, "Study limited by patient tolerance."),
+    ],
+)
+def test_emg_reading_is_the_rules_classifier(conclusion: str, cls: str, sentence: str) -> None:
+    """The page's EMG class is clinical/emg.py's (the class R09/R11/R20/R21 act on), with the
+    sentence it can be read from."""
+    got_cls, got_sentence = emg_reading(_report(conclusion))
+    assert got_cls == cls == emg.classify(_report(conclusion))
+    if cls != emg.NORMAL:
+        assert got_sentence == sentence
+    else:  # the class of the whole report: the first sentence that alone reads normal
+        assert emg.classify_text(got_sentence) == emg.NORMAL
+
+
+def test_emg_reading_names_a_coded_conclusion() -> None:
+    assert emg_reading(_report("", codes=frozenset({emg.NORMAL_CODE}))) == (emg.NORMAL, "(coded conclusion)")
+
+
+def test_abnormal_emg_page_and_r21_card_link(monkeypatch: pytest.MonkeyPatch) -> None:
+    """R21 (abnormal EMG) opens the app at the EMG section; the page shows the class and sentence."""
+    from cds_service.smart.offline import bundle_page
+
+    monkeypatch.setenv("CDS_SMART_ALLOWED_ISS", json.dumps([ISS]))
+    cards = _cards("r09-abnormal-emg", Settings(public_base_url="https://cds.example"))
+    r21 = [c for c in cards if c["summary"].startswith("EMG shows active denervation")]
+    assert r21 and [lk["appContext"] for lk in r21[0]["links"] if lk["type"] == "smart"] == ["emg"]
+    fx = fixtures.load(fixtures.ROOT / "patients" / "r09-abnormal-emg.json")
+    html, count = bundle_page(fx.bundle, "r09.json", Settings())
+    assert count == len(cards)
+    assert "<td>active-denervation</td>" in html and "Abnormal: latest report shows active denervation" in html
+    assert "<q>Fibrillation potentials and positive sharp waves in two limbs.</q>" in html
+
+
+def test_the_app_is_a_plug_in_router() -> None:
+    """The default service modules mount /smart through Registry.routers (the HTTP layer never
+    imports the app); without the plug-in /smart is the service's plain 404."""
+    from cds_service.http.app import create_app
+
+    settings = Settings()
+    assert settings.service_modules[-1] == "cds_service.smart.plugin"
+
+    async def launch(modules: list[str]) -> httpx.Response:
+        registry = Registry()
+        load_services(registry, modules, settings)
+        app = create_app(settings, registry)  # no lifespan: these answers need no runtime
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            return await client.get("/smart/launch", params={"iss": "https://x.example/fhir"})
+
+    mounted = asyncio.run(launch(settings.service_modules))
+    assert mounted.status_code == 404 and mounted.headers["content-type"].startswith("text/html")
+    assert "App not configured" in mounted.text  # the app's own page, not rewritten by OutcomeErrors
+    bare = asyncio.run(launch(["cds_service.clinical.services"]))
+    assert bare.status_code == 404 and bare.json()["resourceType"] == "OperationOutcome"
