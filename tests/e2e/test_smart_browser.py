@@ -180,11 +180,18 @@ def test_no_fasciculation(service: CdsServer, launcher: Launcher) -> None:
     check_clean(report, service, launcher)
 
 
-def test_emg_reading_with_its_sentence(service: CdsServer, launcher: Launcher) -> None:
-    report = browse([{"goto": ehr_launch(service, launcher, "fx-r09-abnormal-emg")}])
+def test_emg_reading_with_its_sentence(service: CdsServer, launcher: Launcher, fhir_open: FhirServer) -> None:
+    """The EMG section shows the class of clinical/emg.py (the one R21 acts on) and the sentence it
+    was read from; R21's card opens the app at that section."""
+    cards = hook_cards(service, fhir_open, "fx-r09-abnormal-emg")
+    r21 = next(c for c in cards if c["summary"].startswith("EMG shows active denervation"))
+    link = next(lk for lk in r21["links"] if lk["type"] == "smart")
+    assert link["appContext"] == "emg"
+    url = link["url"] + "?" + urlencode({"iss": launcher.fhir_base, "launch": launch_code(0, "fx-r09-abnormal-emg")})
+    report = browse([{"goto": url}])
     emg = section(report["steps"][-1]["text"], "EMG/NCS", "Medications that can cause or worsen fasciculations")
-    assert "Abnormal: a report describes denervation" in emg
-    assert "denervation or neurogenic change" in emg
+    assert "Abnormal: latest report shows active denervation or widespread neurogenic change" in emg
+    assert "active-denervation" in emg
     assert "Fibrillation potentials and positive sharp waves in two limbs." in emg
 
 
