@@ -1,5 +1,5 @@
 // Drives Debian's Chromium with playwright-core through the SMART app, for tests/e2e of the app
-// (tests/test_smart_browser.py). Usage: node smart-browser.mjs plan.json  -> JSON report on stdout.
+// (tests/e2e/test_smart_browser.py). Usage: node smart-browser.mjs plan.json  -> JSON report on stdout.
 // plan: {chromium, steps: [{goto: url} | {reload: true, waitMs?: n}], screenshot?: path, axe?: bool}
 // Report per step: final URL, HTTP status of the document, title, visible text, section ids; plus
 // every request the page made (to check origins), console errors (CSP violations show there) and
