@@ -1,4 +1,4 @@
-"""HTTP endpoints of the SMART app (``/smart/...``), mounted by the app factory.
+"""HTTP endpoints of the SMART app (``/smart/...``), mounted through ``Registry.routers`` by ``plugin.py``.
 
 ``GET /smart/launch``   EHR launch (``iss`` + ``launch``) or standalone launch (``iss`` only)
 ``GET /smart/callback`` the redirect URI: checks ``state`` and its browser, handles ``error=``

@@ -1,5 +1,6 @@
 """Real parts for the SMART app tests: the SMART App Launcher (../shared/tools/smart-launcher, the
-official test harness, started by ``cds_tools.harness.run_launcher``) in front of SEKMET, Debian's Chromium driven by playwright-core
+official test harness; started by ``cds_tools.harness.run_launcher``, shared with the other
+launcher tests) in front of SEKMET, Debian's Chromium driven by playwright-core
 (tools/node/smart-browser.mjs, installed by scripts/node-kit) and launch codes in the launcher's
 own format. Each part skips with a clear reason (fails under CDS_TEST_REQUIRE_ALL=1) when absent;
 Chromium is apt-get installed when the tests run as root on Debian (as CI does)."""
@@ -19,7 +20,17 @@ from cds_tools.harness import Launcher
 from tests.support.fhir_validator import KIT_DIR
 from tests.support.servers import ROOT, run_launcher, unavailable
 
-__all__ = ["ARTEFACTS", "Launcher", "browse", "ensure_chromium", "ensure_playwright", "launch_code", "run_launcher"]
+__all__ = [
+    "ARTEFACTS",
+    "Launcher",
+    "browse",
+    "ensure_chromium",
+    "ensure_playwright",
+    "launch_code",
+    "run_launcher",
+    "sim_iss",
+]
+
 BROWSER_SCRIPT = KIT_DIR / "smart-browser.mjs"
 ARTEFACTS = Path(os.environ.get("CDS_TEST_ARTEFACTS", ROOT / "test-artefacts")) / "smart"
 CHROMIUM = "/usr/bin/chromium"
