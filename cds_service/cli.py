@@ -11,8 +11,7 @@ from pathlib import Path
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
+    from cds_service import serving
     from cds_service.settings import get_settings
 
     if args.host:
@@ -41,7 +40,7 @@ def _serve(args: argparse.Namespace) -> int:
         _prepare_metrics(settings.workers, settings.metrics_enabled)
     if settings.metrics_enabled and settings.metrics_port is not None:
         _serve_metrics_port(settings.host, settings.metrics_port)
-    uvicorn.run(
+    serving.run(  # uvicorn, but SIGTERM refuses new connections at once (serving.py)
         app if single else "cds_service.http.app:create_app",
         factory=not single,
         host=settings.host,

@@ -98,6 +98,9 @@ class Registry:
         # /smart pages). Typed loosely so the registry stays free of the web framework; the HTTP
         # layer includes each (it must be a FastAPI ``APIRouter``) after its own routers.
         self.routers: list[object] = []
+        # Patient education pages (issue 19), served as GET /education/{name} under a strict CSP:
+        # self-contained HTML (inline style only, no scripts or external resources).
+        self.education: dict[str, Callable[[str], str]] = {}
 
     def add(self, service: ServiceDefinition) -> None:
         key = (service.id, service.hook)

@@ -47,6 +47,33 @@ TEXT_PATTERNS: dict[str, list[str]] = {
         r"\b(pain|cramp\w*|weakness|numbness|fatigue|ache)\b.{0,20}\b(leg|legs|calf|calves|thigh|foot|feet|lower (limb|extremit\w*))\b",
         r"\b(pain|weak\w*|fatigue|cramp\w*|numb\w*)\b.{0,30}\b(on|with|during|after) (exertion|walking)",
     ],
+    # Issue 19 (seed coverage): matching only, never emitted.
+    "structural_motor_lesion": [
+        r"syringomyel", r"syringobulb", r"post-?polio", r"poliomyelitis", r"machado[- ]joseph",
+        r"spinocerebellar ataxia type 3", r"olivopontocerebellar", r"\bOPCA\b",
+        r"brain ?stem (tumou?r|glioma|neoplasm|mass)", r"spinal cord (tumou?r|neoplasm|mass)",
+    ],
+    "root_compression": [
+        r"radiculopath", r"nerve root compression", r"root compression", r"spondylosis with radiculopathy",
+        r"post-?laminectomy", r"failed back surgery",
+    ],
+    "hypotonia": [r"hypoton", r"\b(reduced|decreased|low) (muscle )?tone\b"],
+    "myalgia_stiffness": [
+        r"myalgia", r"muscle (ache|aches|aching|pain|stiffness)", r"achiness", r"\baching muscles\b",
+        r"exercise intolerance", r"(poor|reduced) exercise tolerance",
+    ],
+    "hemifacial_spasm": [r"hemifacial spasm", r"facial hemispasm"],
+    "post_facial_palsy": [r"post-?paralytic (facial )?contracture", r"(after|post|following) bell'?s palsy",
+                          r"facial (nerve )?synkinesis"],
+    "envenomation_overdose": [r"envenom", r"snake ?bite", r"scorpion", r"black widow", r"overdose"],
+    "neuromyotonia_association": [
+        r"charcot[- ]marie[- ]tooth", r"hereditary motor and sensory neuropathy", r"\bCIDP\b",
+        r"chronic inflammatory demyelinating", r"toxic (poly)?neuropathy", r"myasthenia",
+        r"malignan", r"\bcancer\b", r"carcinoma", r"lymphoma", r"thymoma",
+    ],
+    "reflex_exam": [r"\breflex(es)?\b", r"tendon (jerk|reflex)", r"\bDTRs?\b", r"(knee|ankle|biceps|triceps|supinator) jerk"],
+    "plantar_exam": [r"plantar (response|reflex)"],
+    "bulk_exam": [r"muscle (bulk|mass|volume)", r"^bulk\b"],
     "compression_stockings": [
         r"compression (stocking|hose|sock)",
         r"graduated compression",
@@ -129,6 +156,74 @@ EXTRA_CONCEPTS: dict[str, dict[str, Any]] = {
         "icd10cm_prefixes": ["M79.604", "M79.605", "M79.606", "M79.65", "M79.66", "M79.67", "R26.2"],
         "source": "ICD-10-CM tabular: M79.604-M79.606 pain in leg, M79.65- thigh, M79.66- lower leg, M79.67- foot; R26.2 difficulty in walking; seed 001 (leg symptoms during walking)",
     },
+    # Issue 19: findings the seeds make actionable. ICD-10-CM codes checked against the CMS tabular
+    # shipped in simple-icd-10-cm 1.5.0 (2026-02); all matching only (no code here is ever emitted).
+    "structural_motor_lesion": {
+        "label": "Structural brainstem/cord lesion or late poliomyelitis (matching only)",
+        "codings": [],
+        "icd10cm_prefixes": ["G95.0", "G14", "B91", "C71.7", "C72.0", "D33.1", "D33.4", "D43.1", "D43.4"],
+        "source": "seed 003 (tumours of the brainstem and spinal cord, syringobulbia, OPCA, Machado-Joseph disease, late manifestations of poliomyelitis); ICD-10-CM tabular G95.0 Syringomyelia and syringobulbia, G14 Postpolio syndrome, B91 Sequelae of poliomyelitis, C71.7/C72.0 malignant and D33.1/D33.4/D43.1/D43.4 benign or uncertain neoplasms of the infratentorial brain and spinal cord; OPCA and Machado-Joseph disease by text only",
+    },
+    "root_compression": {
+        "label": "Nerve root or nerve compression, incl. after spine surgery (matching only)",
+        "codings": [],
+        "icd10cm_prefixes": ["M47.2", "M54.1", "G54", "G55", "M96.1", "Z98.1"],
+        "source": "seeds 001, 003, 004; ICD-10-CM tabular M47.2- Other spondylosis with radiculopathy, M54.1- Radiculopathy, G54 Nerve root and plexus disorders, G55 Nerve root and plexus compressions in diseases classified elsewhere, M96.1 Postlaminectomy syndrome, Z98.1 Arthrodesis status",
+    },
+    "hypotonia": {
+        "label": "Hypotonia (LMN sign; matched by text, no verified code)",
+        "codings": [],
+        "icd10cm_prefixes": [],
+        "source": "seed 001 (muscle atrophy, hypotonia, and hyporeflexia or areflexia)",
+    },
+    "myalgia_stiffness": {
+        "label": "Myalgia, muscle ache or stiffness, exercise intolerance (matching only)",
+        "codings": [],
+        "icd10cm_prefixes": ["M79.1"],
+        "source": "seed 001 (muscle aching, cramps, stiffness, exercise intolerance); seed 003 (myalgias, poor exercise tolerance); ICD-10-CM tabular M79.1- Myalgia",
+    },
+    "hemifacial_spasm": {
+        "label": "Hemifacial spasm (matching only)",
+        "codings": [],
+        "icd10cm_prefixes": ["G51.3"],
+        "source": "seed 003 (facial hemispasm); ICD-10-CM tabular G51.3 Clonic hemifacial spasm",
+    },
+    "post_facial_palsy": {
+        "label": "Post-paralytic facial contracture after facial (Bell's) palsy (text only)",
+        "codings": [],
+        "icd10cm_prefixes": [],
+        "source": "seed 003 (post-paralytic contracture of facial muscles)",
+    },
+    "envenomation_overdose": {
+        "label": "Drug overdose or envenomation (matching only)",
+        "codings": [],
+        "icd10cm_prefixes": ["T63.0", "T63.2", "T63.3", "T63.4", "T44.3"],
+        "source": "seed 003 (rattlesnake, scorpion, black widow spider and stinging insect bites; overdose of anticholinergics); seed 004 (drug overdose); ICD-10-CM tabular T63.0 snake venom, T63.2 scorpion, T63.3 spider, T63.4 other arthropods, T44.3 anticholinergic poisoning",
+    },
+    "neuromyotonia_association": {
+        "label": "Condition associated with neuromyotonia: hereditary/CIDP/toxic neuropathy, malignancy, myasthenia (matching only)",
+        "codings": [],
+        "icd10cm_prefixes": ["G60.0", "G61.81", "G62.2", "G70.0", *[f"C{n:02d}" for n in range(97)]],
+        "source": "seed 003 (Isaacs syndrome in hereditary motor and sensory neuropathies, CIDP, toxic neuropathies, with malignant neoplasm, with myasthenia); ICD-10-CM tabular G60.0 Hereditary motor and sensory neuropathy, G61.81 CIDP, G62.2 Polyneuropathy due to other toxic agents, G70.0- Myasthenia gravis, C00-C96 malignant neoplasms",
+    },
+    "reflex_exam": {
+        "label": "Reflex examination (flowsheet, matched by text)",
+        "codings": [],
+        "icd10cm_prefixes": [],
+        "source": "seed 000 (deep tendon reflexes ... should be normal in BFS); docs/exam-mapping.md",
+    },
+    "plantar_exam": {
+        "label": "Plantar response examination (flowsheet, matched by text)",
+        "codings": [],
+        "icd10cm_prefixes": [],
+        "source": "seed 000 (plantar responses ... should be normal in BFS); docs/exam-mapping.md",
+    },
+    "bulk_exam": {
+        "label": "Muscle bulk examination (flowsheet, matched by text)",
+        "codings": [],
+        "icd10cm_prefixes": [],
+        "source": "seed 000 (muscle bulk ... should be normal in BFS); docs/exam-mapping.md",
+    },
     "acute_msk_spasm": {
         "label": "Acute painful musculoskeletal condition with spasm (cyclobenzaprine indication)",
         "codings": [],
@@ -141,6 +236,10 @@ EXTRA_CONCEPTS: dict[str, dict[str, Any]] = {
 # Result codes the catalogue lacks, matched but never emitted (confidence low): pyridoxal
 # 5'-phosphate results, which is how most labs report vitamin B6 status (issue 11 section 5).
 EXTRA_CODINGS: dict[str, list[dict[str, str]]] = {
+    # Issue 19: the CBC component the catalogue lacks, read by R24 for its flag (matching only).
+    "cbc": [
+        {"system": "http://loinc.org", "code": "787-2", "display": "MCV [Entitic volume] by Automated count (matching only)", "confidence": "low"},
+    ],
     "vitamin_b6": [
         {"system": "http://loinc.org", "code": "2641-9", "display": "Pyridoxal phosphate (vitamin B6 status; matching only)", "confidence": "low"},
         {"system": "http://loinc.org", "code": "62236-5", "display": "Pyridoxal phosphate (vitamin B6 status; matching only)", "confidence": "low"},
@@ -163,6 +262,9 @@ VALUE_SETS: dict[str, list[str]] = {
         "hyperthyroidism",
         "multiple_sclerosis",
         "neuromyotonia",
+        # issue 19: structural lesions and root compression explain fasciculations too
+        "structural_motor_lesion",
+        "root_compression",
     ],
     "established_mnd": ["als", "motor_neuron_disease", "spinal_muscular_atrophy"],
 }

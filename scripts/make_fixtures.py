@@ -246,6 +246,36 @@ class P:
         )
         return self
 
+    def exam(self, text: str, value: str | int, days: float = 5, site: str | None = None) -> P:
+        """One row of a structured neurological exam on a local flowsheet code (docs/exam-mapping.md)."""
+        r: Res = {
+            "resourceType": "Observation",
+            "id": self._id("o"),
+            "status": "final",
+            "category": [cc("http://terminology.hl7.org/CodeSystem/observation-category", "exam")],
+            "code": {"coding": [{"system": "http://example.org/fhir/flowsheet", "code": "NEURO-EXAM"}], "text": text},
+            "subject": self.subject(),
+            "effectiveDateTime": ago(days),
+            "performer": [{"reference": "Practitioner/fx-neuro"}],
+        }
+        if isinstance(value, int):
+            r["valueInteger"] = value
+        else:
+            r["valueString"] = value
+        if site:
+            r["bodySite"] = {"text": site}
+        self.res.append(r)
+        return self
+
+    def normal_exam(self, days: float = 5) -> P:
+        """A complete structured exam recorded as normal (seed 000: bulk, MRC strength, reflexes, plantars)."""
+        return (
+            self.exam("Muscle bulk", "Normal", days)
+            .mrc("MRC muscle strength, all groups", 5, days)
+            .exam("Deep tendon reflexes", "2+", days)
+            .exam("Plantar response", "Flexor", days)
+        )
+
     def local_condition(self, text: str, days: float = 60) -> P:
         """A problem-list entry with only a local code and free text (no standard code)."""
         self.res.append(
@@ -448,13 +478,13 @@ def patients() -> list[P]:
         P("r04-cmp-components", 47),
         lambda p: (
             p.fasciculation(30)
-            .lab("2951-2", "Sodium [Moles/volume] in Serum or Plasma", 140, "mmol/L", 30)
+            .lab("2951-2", "Sodium [Moles/volume] in Serum or Plasma", 140, "mmol/L", 29)
             .lab(
-                "2823-3", "Potassium [Moles/volume] in Serum or Plasma", 4.1, "mmol/L", 30, low=3.5, high=5.1
+                "2823-3", "Potassium [Moles/volume] in Serum or Plasma", 4.1, "mmol/L", 29, low=3.5, high=5.1
             )
-            .lab("2160-0", "Creatinine [Mass/volume] in Serum or Plasma", 0.9, "mg/dL", 30)
-            .lab("2345-7", "Glucose [Mass/volume] in Serum or Plasma", 95, "mg/dL", 30)
-            .lab("17861-6", "Calcium [Mass/volume] in Serum or Plasma", 9.4, "mg/dL", 30, low=8.5, high=10.5)
+            .lab("2160-0", "Creatinine [Mass/volume] in Serum or Plasma", 0.9, "mg/dL", 29)
+            .lab("2345-7", "Glucose [Mass/volume] in Serum or Plasma", 95, "mg/dL", 29)
+            .lab("17861-6", "Calcium [Mass/volume] in Serum or Plasma", 9.4, "mg/dL", 29, low=8.5, high=10.5)
         ),
     )
     add(
@@ -679,6 +709,7 @@ def patients() -> list[P]:
         ),
     )
     add_issue11(add)
+    add_issue19(add)
     add(P("neg-refuted", 30), lambda p: p.fasciculation(20, verification="refuted"))
     add(P("neg-resolved", 30), lambda p: p.fasciculation(800, status="resolved"))
     add(P("bg50-r04", 44, background="bg-50-all"), lambda p: p.fasciculation(30))
@@ -771,14 +802,14 @@ def add_issue11(add: Callable[[P, Callable[[P], object]], None]) -> None:
     add(
         P("s3-normal-negated-list", 39),
         lambda p: (
-            p.fasciculation(200).full_workup(30).procedure(*EMG_CPT, days=60).report(*EMG_REPORT, days=60, conclusion=PLAIN_EMG, normal=False)
+            p.fasciculation(200).full_workup(29).procedure(*EMG_CPT, days=60).report(*EMG_REPORT, days=60, conclusion=PLAIN_EMG, normal=False)
         ),
     )
     add(
         P("s3-myopathic", 48),
         lambda p: (
             p.fasciculation(200)
-            .full_workup(30)
+            .full_workup(29)
             .procedure(*EMG_CPT, days=60)
             .report(
                 *EMG_REPORT,
@@ -807,7 +838,7 @@ def add_issue11(add: Callable[[P, Callable[[P], object]], None]) -> None:
         P("s3-neuropathic", 57),
         lambda p: (
             p.fasciculation(200)
-            .lab("2132-9", "Cobalamin (Vitamin B12) [Mass/volume] in Serum or Plasma", 480, "pg/mL", 30)
+            .lab("2132-9", "Cobalamin (Vitamin B12) [Mass/volume] in Serum or Plasma", 480, "pg/mL", 29)
             .report(*EMG_REPORT, days=20, conclusion="Length-dependent axonal sensorimotor polyneuropathy.", normal=False)
         ),
     )
@@ -815,7 +846,7 @@ def add_issue11(add: Callable[[P, Callable[[P], object]], None]) -> None:
         P("s3-neurogenic-minor", 64, "male"),
         lambda p: (
             p.fasciculation(400)
-            .full_workup(30)
+            .full_workup(29)
             .report(
                 *EMG_REPORT,
                 days=90,
@@ -826,7 +857,7 @@ def add_issue11(add: Callable[[P, Callable[[P], object]], None]) -> None:
     )
     add(
         P("s3-indeterminate", 42),
-        lambda p: p.fasciculation(200).full_workup(30).report(*EMG_REPORT, days=90, conclusion="Abnormal study; see scanned report.", normal=False),
+        lambda p: p.fasciculation(200).full_workup(29).report(*EMG_REPORT, days=90, conclusion="Abnormal study; see scanned report.", normal=False),
     )
     add(
         P("s3-coded-als", 70, "male"),
@@ -839,19 +870,19 @@ def add_issue11(add: Callable[[P, Callable[[P], object]], None]) -> None:
             p.fasciculation(90)
             .condition(ICD, "Z33.1", "Pregnant state, incidental", 120)
             .condition(ICD, "R25.2", "Cramp and spasm", 60, text="Nocturnal leg cramps")
-            .full_workup(30)
+            .full_workup(29)
         ),
     )
     add(
         P("s4-pregnancy-status", 29),
-        lambda p: p.fasciculation(90).answer("82810-3", "Pregnancy status", PREGNANT, 20, "social-history").full_workup(30),
+        lambda p: p.fasciculation(90).answer("82810-3", "Pregnancy status", PREGNANT, 20, "social-history").full_workup(29),
     )
     add(
         P("s4-not-pregnant-status", 29),
         lambda p: (
             p.fasciculation(90)
             .answer("82810-3", "Pregnancy status", (SCT, "60001007", "Not pregnant"), 20, "social-history")
-            .full_workup(30)
+            .full_workup(29)
         ),
     )
     add(
@@ -859,17 +890,17 @@ def add_issue11(add: Callable[[P, Callable[[P], object]], None]) -> None:
         lambda p: (
             p.fasciculation(200)
             .condition(ICD, "R25.2", "Cramp and spasm", 150)
-            .full_workup(30)
+            .full_workup(29)
             .report(*EMG_REPORT, days=100, conclusion="Normal study: fasciculation potentials only.", normal=True)
         ),
     )
     add(P("s4-child-8", 8, "male"), lambda p: p.fasciculation(40))
     add(P("s4-child-weak", 10), lambda p: p.fasciculation(40).condition(*WEAK, days=10))
-    add(P("s4-adolescent-15", 15), lambda p: p.fasciculation(90).full_workup(30))
+    add(P("s4-adolescent-15", 15), lambda p: p.fasciculation(90).full_workup(29))
     # 5. Facts that were lost
     add(P("s5-mrc-4", 50, "male"), lambda p: p.fasciculation(60).mrc("MRC muscle strength, right deltoid", 4))
-    add(P("s5-mrc-5", 50, "male"), lambda p: p.fasciculation(60).mrc("MRC muscle strength, right deltoid", 5).full_workup(30))
-    add(P("s5-r292-bare", 46), lambda p: p.fasciculation(60).condition(ICD, "R29.2", "Abnormal reflex", 10).full_workup(30))
+    add(P("s5-mrc-5", 50, "male"), lambda p: p.fasciculation(60).mrc("MRC muscle strength, right deltoid", 5).full_workup(29))
+    add(P("s5-r292-bare", 46), lambda p: p.fasciculation(60).condition(ICD, "R29.2", "Abnormal reflex", 10).full_workup(29))
     add(P("s5-r292-brisk", 46), lambda p: p.fasciculation(60).condition(ICD, "R29.2", "Abnormal reflex", 10, text="Brisk reflexes in both legs"))
     add(
         P("s5-electrolytes-no-range", 55),
@@ -918,13 +949,93 @@ def add_issue11(add: Callable[[P, Callable[[P], object]], None]) -> None:
             .condition(ICD, "R20.0", "Anesthesia of skin", 20, text="Numbness of right hand")
         ),
     )
-    add(P("s5-widespread", 35), lambda p: p.fasciculation(300, note="Widespread fasciculations, unchanged and not progressive for a year").full_workup(30))
-    add(P("s5-spreading", 35), lambda p: p.fasciculation(300, note="Fasciculations now spreading from calves to both arms").full_workup(30))
+    add(P("s5-widespread", 35), lambda p: p.fasciculation(300, note="Widespread fasciculations, unchanged and not progressive for a year").full_workup(29))
+    add(P("s5-spreading", 35), lambda p: p.fasciculation(300, note="Fasciculations now spreading from calves to both arms").full_workup(29))
     add(P("s5-eyelid-myokymia", 27), lambda p: p.condition(ICD, "G51.4", "Facial myokymia", 30, text="Eyelid myokymia, left lower lid"))
     add(
         P("s5-spep-flag-only", 61),
         lambda p: p.fasciculation(60).lab("24351-9", "Protein electrophoresis panel - Serum or Plasma", None, "", 10, "A"),
     )
+
+
+def add_issue19(add: Callable[[P, Callable[[P], object]], None]) -> None:
+    """Fixtures of issue 19 (seed coverage), both sides of every change; named sc<section>-..."""
+    # 1. Findings the rules must read
+    add(P("sc1-areflexia-only", 44), lambda p: p.fasciculation(90).finding("37280007", "Areflexia", 10).full_workup(40))
+    add(P("sc1-areflexia-older", 80, "male"), lambda p: p.fasciculation(90).finding("37280007", "Areflexia", 10).full_workup(40))
+    add(
+        P("sc1-hyporeflexia-polyneuropathy", 58),
+        lambda p: p.fasciculation(90).condition(ICD, "G62.9", "Polyneuropathy, unspecified", 700).finding("405946002", "Hyporeflexia", 10).full_workup(40),
+    )
+    add(P("sc1-hypotonia-text", 39), lambda p: p.fasciculation(90).local_condition("Hypotonia of both legs", 20).full_workup(40))
+    add(
+        P("sc1-hb-low", 45),
+        lambda p: (
+            p.fasciculation(90)
+            .full_workup(40)
+            .lab("718-7", "Hemoglobin [Mass/volume] in Blood", 8.1, "g/dL", 5, "LL", low=12.0, high=15.5)
+            .lab("787-2", "MCV [Entitic volume] by Automated count", 108, "fL", 5, "H", low=80, high=100)
+        ),
+    )
+    add(
+        P("sc1-folate-low", 45),
+        lambda p: p.fasciculation(90).full_workup(40).lab("2284-8", "Folate [Mass/volume] in Serum or Plasma", 1.9, "ng/mL", 5, "L", low=3.0),
+    )
+    add(
+        P("sc1-calcium-high-range-only", 45),
+        lambda p: p.fasciculation(90).full_workup(40).lab("17861-6", "Calcium [Mass/volume] in Serum or Plasma", 11.2, "mg/dL", 5, low=8.5, high=10.5),
+    )
+    add(
+        P("sc1-results-in-range", 45),
+        lambda p: (
+            p.fasciculation(90)
+            .full_workup(40)
+            .lab("2284-8", "Folate [Mass/volume] in Serum or Plasma", 9.0, "ng/mL", 5, "N", low=3.0)
+            .lab("2951-2", "Sodium [Moles/volume] in Serum or Plasma", 140, "mmol/L", 5, low=135, high=145)
+            .lab("718-7", "Hemoglobin [Mass/volume] in Blood", 13.1, "g/dL", 5, low=12.0, high=15.5)
+        ),
+    )
+    add(P("sc1-syringomyelia", 41), lambda p: p.fasciculation(90).condition(ICD, "G95.0", "Syringomyelia and syringobulbia", 900).full_workup(40))
+    add(P("sc1-post-polio", 71, "male"), lambda p: p.fasciculation(90).condition(ICD, "G14", "Postpolio syndrome", 2000).full_workup(40))
+    add(P("sc1-radiculopathy-lumbar", 52), lambda p: p.fasciculation(90).condition(ICD, "M54.16", "Radiculopathy, lumbar region", 200).full_workup(40))
+    add(P("sc1-spinal-fusion", 57, "male"), lambda p: p.fasciculation(90).condition(ICD, "Z98.1", "Arthrodesis status", 800).full_workup(40))
+    add(
+        P("sc1-hemifacial-spasm", 55),
+        lambda p: p.condition(ICD, "G51.4", "Facial myokymia", 30).condition(ICD, "G51.3", "Clonic hemifacial spasm", 400),
+    )
+    add(
+        P("sc1-neuromyotonia-myasthenia", 50),
+        lambda p: p.condition(ICD, "G71.19", "Other specified myotonic disorders", 120, text="Neuromyotonia (Isaacs syndrome)")
+        .condition(ICD, "G70.00", "Myasthenia gravis without (acute) exacerbation", 900)
+        .full_workup(40),
+    )
+    add(
+        P("sc1-neuromyotonia-alone", 50),
+        lambda p: p.condition(ICD, "G71.19", "Other specified myotonic disorders", 120, text="Neuromyotonia (Isaacs syndrome)").full_workup(40),
+    )
+    add(P("sc1-envenomation", 38, "male"), lambda p: p.fasciculation(20).condition(ICD, "T63.001A", "Toxic effect of unspecified snake venom, accidental (unintentional), initial encounter", 21).full_workup(10))
+    add(P("sc1-myalgia-labs", 42), lambda p: p.fasciculation(90).condition(ICD, "M79.10", "Myalgia, unspecified site", 60).full_workup(40))
+    add(
+        P("sc1-myalgia-carbamazepine", 42),
+        lambda p: (
+            p.fasciculation(90)
+            .condition(ICD, "M79.10", "Myalgia, unspecified site", 60, text="Muscle aching and stiffness, poor exercise tolerance")
+            .full_workup(40)
+            .ck(120, 40)
+            .lab("2284-8", "Folate [Mass/volume] in Serum or Plasma", 9.0, "ng/mL", 40, low=3.0)
+            .lab("2641-9", "Pyridoxal phosphate [Moles/volume] in Serum or Plasma", 45, "nmol/L", 40, low=20, high=125)
+        ),
+    )
+    add(
+        P("sc1-myalgia-calves-pad", 63, "male"),
+        lambda p: p.fasciculation(30).condition(ICD, "I10", "Essential (primary) hypertension", 2000).condition(ICD, "M79.10", "Myalgia, unspecified site", 20, text="Myalgia of both calves"),
+    )
+    # 2. No "normal exam" from silence
+    add(P("sc2-exam-normal", 35), lambda p: p.fasciculation(90).full_workup(40).normal_exam(10).exam("Fasciculations seen", "Present", 10, site="Left calf"))
+    add(P("sc2-exam-partial", 35), lambda p: p.fasciculation(90).full_workup(40).mrc("MRC muscle strength, all groups", 5, 10).exam("Deep tendon reflexes", "2+", 10))
+    add(P("sc2-exam-reflexes-absent", 47), lambda p: p.fasciculation(90).full_workup(40).exam("Ankle reflexes", "Absent", 10))
+    add(P("sc2-exam-plantar-extensor", 47), lambda p: p.fasciculation(90).full_workup(40).exam("Plantar response, right", "Extensor", 10))
+    add(P("sc2-exam-bulk-reduced", 47), lambda p: p.fasciculation(90).full_workup(40).exam("Muscle bulk", "Reduced", 10, site="Left thenar eminence"))
 
 
 def main() -> int:

@@ -97,7 +97,9 @@ class EvidenceSpec(_Spec):
 
 class LinkSpec(_Spec):
     label: str = Field(min_length=1)
-    url: str = Field(pattern=r"^https?://")
+    # Absolute, or a path on this service (e.g. /education/fasciculations) made absolute with the
+    # service's public base URL when the card is rendered.
+    url: str = Field(pattern=r"^(https?://|/[a-z])")
 
 
 class CardSpec(_Spec):
@@ -285,7 +287,14 @@ class Renderer:
                     url=f"{rc.base_url}/evidence/{kind.id}",
                     type="absolute",
                 ),
-                *(Link(label=link["label"], url=link["url"], type="absolute") for link in kind.links),
+                *(
+                    Link(
+                        label=link["label"],
+                        url=f"{rc.base_url}{link['url']}" if link["url"].startswith("/") else link["url"],
+                        type="absolute",
+                    )
+                    for link in kind.links
+                ),
                 *(
                     [
                         Link(

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from cds_service.clinical.record_model import Fact, LabResult, Medication, Order, PatientRecord
+from cds_service.clinical.record_model import ExamItem, Fact, LabResult, Medication, Order, PatientRecord
 from cds_service.clinical.terminology import LOINC, Terminology
 from cds_service.clinical.units import normalise, normalise_range
 from cds_service.jsonshape import items, obj, string
@@ -83,6 +83,51 @@ _REFLEX_TEXT = (
     (re.compile(r"areflex|absent reflex", re.I), "areflexia"),
     (re.compile(r"hyporeflex|reduced reflex|diminished reflex", re.I), "hyporeflexia"),
 )
+
+
+# Structured exam parts recognised by the flowsheet text of Observation.code (docs/exam-mapping.md).
+EXAM_TEXT_CONCEPTS = frozenset({"reflex_exam", "plantar_exam", "bulk_exam"})
+REFLEX_FINDINGS = frozenset({"areflexia", "hyporeflexia", "hyperreflexia", "clonus"})
+EXAM_FINDINGS = frozenset({"muscle_strength_grade", "fasciculation", "babinski_sign"})
+NORMAL_CODES = frozenset({"17621005"})  # SNOMED Normal (qualifier value)
+# Reflex grades (NINDS / Mayo scale): 0 absent, 1+ reduced, 2+ normal, 3+ brisk, 4+ clonus.
+REFLEX_GRADE = re.compile(r"^\s*([0-4])\s*\+?\s*(?:/\s*4)?\s*$")
+_REFLEX_VALUE = (
+    (re.compile(r"absent|areflex|\bnil\b", re.I), "areflexia"),
+    (re.compile(r"reduced|diminished|decreased|depressed|trace|hyporeflex|sluggish", re.I), "hyporeflexia"),
+    (re.compile(r"brisk|increased|exaggerated|hyperreflex|clonus", re.I), "hyperreflexia"),
+    (re.compile(r"normal|present|symmetric|intact|\bnad\b", re.I), "normal"),
+)
+_PLANTAR_VALUE = (
+    (re.compile(r"extensor|up-?going|positive|babinski|mute", re.I), "babinski_sign"),
+    (re.compile(r"flexor|down-?going|negative|normal", re.I), "normal"),
+)
+_BULK_VALUE = (
+    (re.compile(r"reduced|wast|atroph|decreased|loss|thin", re.I), "muscle_atrophy"),
+    (re.compile(r"normal|preserved|intact|\bnad\b", re.I), "normal"),
+)
+
+
+def _value_text(o: dict[str, Any]) -> str:
+    """The answer of an exam Observation as text (string, coded label, or integer grade)."""
+    if isinstance(o.get("valueString"), str):
+        return str(o["valueString"])
+    if isinstance(o.get("valueInteger"), int) and not isinstance(o.get("valueInteger"), bool):
+        return str(o["valueInteger"])
+    vq = obj(o.get("valueQuantity")).get("value")
+    if isinstance(vq, int | float) and not isinstance(vq, bool):
+        return f"{vq:g}"
+    v = o.get("valueCodeableConcept")
+    if isinstance(v, dict) and _codes(v) & NORMAL_CODES:
+        return "normal"
+    return label_of(v, "")
+
+
+def _read(text: str, table: tuple[tuple[re.Pattern[str], str], ...]) -> str | None:
+    for pattern, reading in table:
+        if pattern.search(text):
+            return reading
+    return None
 
 
 def _icd_only(cc: Any, norm_code: str) -> bool:
@@ -156,15 +201,11 @@ class RecordBuilder:
                 self._medication(rec, m)
         for a in resources.get("Appointment", ()):
             start = parse_when(a.get("start"))
-            if string(a.get("status")) in ("proposed", "pending", "booked") and (
-                start is None or start >= now
-            ):
+            if string(a.get("status")) in ("proposed", "pending", "booked") and (start is None or start >= now):
                 rec.future_visits.append(start or now)
         for r in resources.get("ServiceRequest", ()):
             label = label_of(r.get("code"), "")
-            if string(r.get("status")) in ORDER_PENDING and re.search(
-                r"follow[- ]?up|review|recall", label, re.I
-            ):
+            if string(r.get("status")) in ORDER_PENDING and re.search(r"follow[- ]?up|review|recall", label, re.I):
                 rec.future_visits.append(parse_when(r.get("occurrenceDateTime")) or now)
         for results in rec.labs.values():
             results.sort(key=lambda r: r.when or datetime.min.replace(tzinfo=UTC), reverse=True)
@@ -182,7 +223,7 @@ class RecordBuilder:
         """Concepts of a finding's code, with the catalogue's two ambiguous ICD-10-CM codes
         resolved: R29.2 'Abnormal reflex' names a reflex sign only when the text says which one,
         and R53.1 'Weakness' alone is treated as non-objective weakness."""
-        concepts = self.t.match_cc(cc, use_text=True)
+        concepts = self.t.match_cc(cc, use_text=True) - EXAM_TEXT_CONCEPTS
         if concepts & REFLEX_CONCEPTS and _icd_only(cc, "R292"):
             text = label_of(cc, "") if isinstance(cc, dict) and cc.get("text") else ""
             concepts -= REFLEX_CONCEPTS
@@ -226,6 +267,8 @@ class RecordBuilder:
         concepts = self.concepts_of(code)
         # A smoking-status *question* is not a risk factor (its answer may be).
         concepts.discard("pad_risk_factors")
+        if status in RESULT:
+            self._exam(rec, o, concepts)
         if "muscle_strength_grade" in concepts:
             # An MRC grade below 5 is objective weakness on examination (knowledge.md section 2).
             concepts.discard("muscle_strength_grade")
@@ -247,6 +290,74 @@ class RecordBuilder:
         findings = (concepts - labs) | value_concepts
         if findings and status in RESULT:
             self._finding(rec, o, findings, when, value_concepts)
+
+    def _exam(self, rec: PatientRecord, o: dict[str, Any], concepts: set[str]) -> None:
+        """Structured exam parts (issue 19 section 2): strength (MRC), reflexes, plantar responses,
+        bulk and visible fasciculations. Each becomes an ``ExamItem`` (normal or not); an abnormal
+        answer on a flowsheet row (reflexes "absent", plantar "extensor", bulk "reduced") also
+        becomes the finding it names, so the rules read it like a coded finding."""
+        parts = self.t.match_cc(o.get("code"), use_text=True) & EXAM_TEXT_CONCEPTS
+        value_cc = o.get("valueCodeableConcept")
+        value_concepts = self.t.match_cc(value_cc, use_text=False) if isinstance(value_cc, dict) else set()
+        if not parts and not concepts & (EXAM_FINDINGS | REFLEX_FINDINGS):
+            return
+        when = parse_when(o.get("effectiveDateTime")) or parse_when(o.get("issued"))
+        if when is None and isinstance(o.get("effectivePeriod"), dict):
+            when = parse_when(o["effectivePeriod"].get("start"))
+        ref, label = _ref(o), self.t.label(o.get("code"), "observation")
+        site = label_of(o.get("bodySite"), "")
+        text = _value_text(o)
+        negated = self._negated(o, bool(value_concepts))
+        interp_normal = "N" in _interpretation(o)
+
+        def item(aspect: str, normal: bool) -> None:
+            rec.exam.append(ExamItem(aspect, ref, label, when, normal, site))
+
+        def finding(concept: str) -> None:
+            # Not through _negated: "absent" here is the reflex, not a denial of the finding.
+            rec.facts.append(Fact(concept, ref, f"{label}: {text}", when, "observation", True, True))
+
+        if "muscle_strength_grade" in concepts:
+            grade = _mrc_grade(o)
+            if grade is not None:
+                item("strength", grade >= 5)
+        if "fasciculation" in concepts and not negated:
+            item("fasciculations", True)
+        if "reflex_exam" in parts or concepts & REFLEX_FINDINGS:
+            coded = (concepts | value_concepts) & REFLEX_FINDINGS
+            if coded and not negated:
+                item("reflexes", False)
+            elif not coded:
+                m = REFLEX_GRADE.match(text)
+                reading = (
+                    {"0": "areflexia", "1": "hyporeflexia", "2": "normal"}.get(m.group(1), "hyperreflexia")
+                    if m
+                    else ("normal" if interp_normal else _read(text, _REFLEX_VALUE))
+                )
+                if reading == "normal":
+                    item("reflexes", True)
+                elif reading is not None:
+                    item("reflexes", False)
+                    finding(reading)
+        if "plantar_exam" in parts or "babinski_sign" in concepts:
+            if "babinski_sign" in concepts | value_concepts:
+                item("plantar", negated)  # "Babinski sign: negative" is a flexor (normal) plantar
+            else:
+                reading = "normal" if interp_normal else _read(text, _PLANTAR_VALUE)
+                if reading == "normal":
+                    item("plantar", True)
+                elif reading is not None:
+                    item("plantar", False)
+                    finding(reading)
+        if "bulk_exam" in parts:
+            reading = "normal" if interp_normal else _read(text, _BULK_VALUE)
+            if "muscle_atrophy" in value_concepts:
+                item("bulk", False)
+            elif reading == "normal":
+                item("bulk", True)
+            elif reading is not None:
+                item("bulk", False)
+                finding(reading)
 
     def _finding(
         self,

@@ -71,6 +71,24 @@ class Order:
 
 
 @dataclass(frozen=True)
+class ExamItem:
+    """One part of a structured neurological examination (issue 19 section 2): which part
+    (``strength``, ``reflexes``, ``plantar``, ``bulk`` or ``fasciculations``), whether it was
+    recorded as normal, and the body site when one is given. Abnormal parts are also findings
+    (``Fact``); this record exists so the benign end can tell "examined and normal" from "silent"."""
+
+    aspect: str
+    ref: str
+    label: str
+    when: datetime | None
+    normal: bool
+    site: str = ""
+
+
+EXAM_ASPECTS = ("bulk", "strength", "reflexes", "plantar")  # seed 000: all normal in BFS
+
+
+@dataclass(frozen=True)
 class Medication:
     concepts: frozenset[str]
     ref: str
@@ -92,6 +110,7 @@ class PatientRecord:
     meds: list[Medication] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # prefetch keys we could not get
     future_visits: list[datetime] = field(default_factory=list)  # booked follow-up (R14)
+    exam: list[ExamItem] = field(default_factory=list)  # structured exam Observations (issue 19)
 
     # ---------------------------------------------------------------- queries used by rules
 
@@ -143,6 +162,16 @@ class PatientRecord:
             key=lambda o: o.when or datetime.min.replace(tzinfo=UTC),
             reverse=True,
         )
+
+    def exam_latest(self, aspect: str, within_days: int) -> list[ExamItem]:
+        """The exam items of ``aspect`` recorded on the latest day it was examined within the
+        window (several muscles or reflexes are usually charted together)."""
+        cutoff = self.now - timedelta(days=within_days)
+        found = [e for e in self.exam if e.aspect == aspect and e.when is not None and e.when >= cutoff]
+        if not found:
+            return []
+        day = max(e.when for e in found if e.when is not None).date()
+        return [e for e in found if e.when is not None and e.when.date() == day]
 
     def meds_in(self, concepts: Iterable[str]) -> list[Medication]:
         wanted = set(concepts)

@@ -16,6 +16,7 @@ import functools
 import html
 from typing import Any
 
+from cds_service.clinical import education
 from cds_service.clinical.drafts import read_drafts
 from cds_service.clinical.moments import Moment
 from cds_service.clinical.pipeline import RECORD_TYPES, Situation, Topic, collect
@@ -122,7 +123,9 @@ def prefetch_templates(t: Terminology) -> tuple[PrefetchSpec, ...]:
             "appointments", f"Appointment?patient={PATIENT}&status=proposed,pending,booked&_count=50"
         ),
         # Ankle-brachial index results carry local codes (no LOINC exists); they live in exam/procedure.
-        PrefetchSpec("exams", f"Observation?patient={PATIENT}&category=exam,procedure{PAGE}"),
+        PrefetchSpec(
+            "exams", f"Observation?patient={PATIENT}&category=exam,procedure{PAGE}"
+        ),
     ]
     return tuple(specs)
 
@@ -278,6 +281,7 @@ def register(registry: Registry, settings: Settings, topic: Topic | None = None)
         if service_id != SERVICE_ID:
             registry.add_alias(SERVICE_ID, hook, service_id)  # deprecated: one release
     registry.pages["index"] = svc.index
+    registry.education[education.SLUG] = education.page
     for card_id in svc.catalogue.kinds:
         registry.pages[card_id] = functools.partial(_page, svc, card_id)
 

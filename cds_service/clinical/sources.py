@@ -28,9 +28,7 @@ class Source:
 _QA_SITE = "clinical Q&A article (site not named)"
 
 SOURCES: dict[str, Source] = {
-    "000_bc010253c106cbbd.txt": Source(
-        "New Involuntary Leg Fasciculation: Evaluation and Management", _QA_SITE, 2026
-    ),
+    "000_bc010253c106cbbd.txt": Source("New Involuntary Leg Fasciculation: Evaluation and Management", _QA_SITE, 2026),
     "001_cfc4d0b4b68d0f69.txt": Source(
         "Mild Muscle Fasciculations in Legs with Achiness and Weakness: Causes", _QA_SITE, 2025
     ),

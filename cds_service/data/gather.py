@@ -257,9 +257,7 @@ class Gatherer:
                     )
                     continue
                 assert request.fhirServer is not None
-                narrow = (
-                    scope_refusal(request.fhirAuthorization, rendered) if request.fhirAuthorization else None
-                )
+                narrow = scope_refusal(request.fhirAuthorization, rendered) if request.fhirAuthorization else None
                 if narrow is not None:
                     data.keys[spec.key] = KeyResult(spec.key, KeyState.MISSING, [], f"{why}; {narrow}")
                     continue

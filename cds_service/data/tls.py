@@ -22,10 +22,8 @@ if TYPE_CHECKING:
 def client_tls_context(settings: Settings) -> ssl.SSLContext:
     """The SSL context of every outgoing https request; raises ValueError naming the setting when
     the CA bundle cannot be used (a start-up refusal, never a per-request surprise)."""
-    ctx = (
-        ssl.create_default_context()
-        if settings.tls_system_trust
-        else ssl.create_default_context(cafile=certifi.where())
+    ctx = ssl.create_default_context() if settings.tls_system_trust else ssl.create_default_context(
+        cafile=certifi.where()
     )
     bundle = settings.tls_ca_bundle
     if bundle is not None:
@@ -34,9 +32,7 @@ def client_tls_context(settings: Settings) -> ssl.SSLContext:
         try:
             ctx.load_verify_locations(cafile=str(bundle))
         except (ssl.SSLError, OSError, ValueError) as exc:
-            raise ValueError(
-                f"CDS_TLS_CA_BUNDLE: {bundle} is not a PEM file of CA certificates ({exc})"
-            ) from None
+            raise ValueError(f"CDS_TLS_CA_BUNDLE: {bundle} is not a PEM file of CA certificates ({exc})") from None
     return ctx
 
 

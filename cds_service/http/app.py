@@ -23,7 +23,7 @@ from cds_service.data.templates import check_template
 from cds_service.http.deps import Runtime
 from cds_service.http.middleware import GuardErrors, NormalizePath
 from cds_service.http.responses import JSONResponse, error_response
-from cds_service.http.routes import discovery, evidence, feedback, ops, services
+from cds_service.http.routes import discovery, education, evidence, feedback, ops, services
 from cds_service.ops.memory import pin_mmap_threshold
 from cds_service.ops.observability import configure_logging
 from cds_service.ops.readiness import Readiness
@@ -119,7 +119,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
         return error_response(400, "Invalid request")
 
-    for module in (discovery, services, feedback, evidence, ops):
+    for module in (discovery, services, feedback, evidence, education, ops):
         app.include_router(module.router)
     for extra in registry.routers:  # routers of plug-ins (e.g. /smart); the core imports none of them
         if not isinstance(extra, APIRouter):

@@ -42,9 +42,7 @@ HTTP_LATENCY = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 HOOK_REQUESTS = Counter(
-    "cds_hook_requests",
-    "CDS service calls by service id, hook and HTTP status",
-    ["service", "hook", "status"],
+    "cds_hook_requests", "CDS service calls by service id, hook and HTTP status", ["service", "hook", "status"]
 )
 HOOK_LATENCY = Histogram(
     "cds_hook_request_duration_seconds",
@@ -64,16 +62,11 @@ PREFETCH_FETCH_LATENCY = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 CARDS_ISSUED = Counter(
-    "cds_cards_issued",
-    "Cards returned to EHRs by service, rule and indicator",
-    ["service", "rule", "indicator"],
+    "cds_cards_issued", "Cards returned to EHRs by service, rule and indicator", ["service", "rule", "indicator"]
 )
 FEEDBACK_ITEMS = Counter(
-    "cds_feedback_items",
-    "Feedback items received (repeats included) by service and outcome",
-    ["service", "outcome"],
+    "cds_feedback_items", "Feedback items received (repeats included) by service and outcome", ["service", "outcome"]
 )
-
 
 class Observed(Protocol):
     """What the metrics read from a request's ``CallRecord`` (``cds_service/ops/record.py``)."""

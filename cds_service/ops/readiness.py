@@ -75,9 +75,7 @@ class Readiness:
             except Exception as exc:
                 log.warning("readiness: Redis unreachable", extra={"fields": {"error": type(exc).__name__}})
                 report["redis"] = "down"
-        ready = (
-            report["database"] == "up" and report["migrations"] == "current" and report.get("redis") != "down"
-        )
+        ready = report["database"] == "up" and report["migrations"] == "current" and report.get("redis") != "down"
         return ready, report
 
     async def close(self) -> None:

@@ -46,6 +46,8 @@ def classify(path: str) -> tuple[str, str | None]:
         return "service", rest[:200]
     if path == "/evidence" or path.startswith("/evidence/"):
         return "evidence", None
+    if path.startswith("/education/"):
+        return "education", None
     return "other", None
 
 

@@ -112,9 +112,7 @@ class FeedbackReport:
         }
 
 
-async def feedback_report(
-    engine: AsyncEngine, since: datetime, until: datetime, top: int = 5
-) -> FeedbackReport:
+async def feedback_report(engine: AsyncEngine, since: datetime, until: datetime, top: int = 5) -> FeedbackReport:
     """The report for cards issued in ``[since, until)``; ``top`` override reasons per rule."""
     # Timestamps are stored in UTC (SQLite keeps them without an offset): compare in UTC.
     since, until = since.astimezone(UTC), until.astimezone(UTC)
@@ -213,7 +211,5 @@ def format_text(report: FeedbackReport) -> str:
                 lines.append(f"      override: {reason.display}{code}: {reason.cards}")
     lines.append(row("all services", report.totals))
     if report.unmatched_feedback_cards:
-        lines.append(
-            f"\nFeedback for {report.unmatched_feedback_cards} card(s) not issued by this deployment"
-        )
+        lines.append(f"\nFeedback for {report.unmatched_feedback_cards} card(s) not issued by this deployment")
     return "\n".join(lines)

@@ -142,11 +142,7 @@ class Store:
         async with self.sessions.begin() as session:
             for start in range(0, len(rows), FEEDBACK_CHUNK_ROWS):
                 chunk = rows[start : start + FEEDBACK_CHUNK_ROWS]
-                stmt = (
-                    self._insert(FeedbackRow)
-                    .values(chunk)
-                    .on_conflict_do_nothing(index_elements=["dedupe_key"])
-                )
+                stmt = self._insert(FeedbackRow).values(chunk).on_conflict_do_nothing(index_elements=["dedupe_key"])
                 result = await session.execute(stmt)
                 new += int(getattr(result, "rowcount", 0) or 0)
         return new

@@ -61,6 +61,11 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self._header_count = 0
         self._too_large = False
         self._header_timer: asyncio.TimerHandle | None = None
+        # Raw bytes received while a request line/headers are being read: httptools buffers a
+        # header value until it is complete, so counting parsed headers alone would let one
+        # 16 MB header sit in memory before it is refused.
+        self._in_headers = True
+        self._raw_bytes = 0
 
     # -- header timeout: armed when a connection opens and when a new request begins
     def _arm(self) -> None:
@@ -86,7 +91,16 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self._disarm()
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes) -> None:
+        if self._in_headers:
+            self._raw_bytes += len(data)
+        super().data_received(data)
+        if self._in_headers and self._raw_bytes > self._max_header_bytes and not self.transport.is_closing():
+            self._too_large = True
+            self.send_400_response("request headers too large")
+
     def on_message_begin(self) -> None:
+        self._in_headers = True
         super().on_message_begin()
         self._header_bytes = 0
         self._header_count = 0
@@ -110,6 +124,8 @@ class EdgeHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        self._in_headers = False
+        self._raw_bytes = 0
         super().on_headers_complete()
 
     # Idle keep-alive connections are closed by uvicorn's keep-alive timeout; the header timer
@@ -180,6 +196,10 @@ class EdgeLimits:
             await _respond(send, 413, f"Request body larger than {self.max_body} bytes", close=True)
             return
         types = [v.decode("latin-1") for n, v in headers if n == b"content-type"]
+        no_body = declared in (b"", b"0") and not any(n == b"transfer-encoding" for n, _ in headers)
+        if not types and no_body:
+            await self.app(scope, receive, send)  # nothing to type: the endpoint says "body is empty" (400)
+            return
         if len(types) != 1 or not is_json_media_type(types[0]):
             await _respond(
                 send, 415, "Content-Type must be application/json (or application/*+json) with a JSON body"

@@ -72,9 +72,7 @@ def parse_jwks(data: Any, refuse_public: bool = False) -> dict[str, Verification
             continue
         public = {k: v for k, v in raw.items() if k not in _PRIVATE_MEMBERS}
         if refuse_public and is_public_test_key(public):
-            log.error(
-                "refusing a published test key served in a JWK Set", extra={"fields": {"kid": kid[:100]}}
-            )
+            log.error("refusing a published test key served in a JWK Set", extra={"fields": {"kid": kid[:100]}})
             continue
         try:
             alg = raw.get("alg")

@@ -5,10 +5,11 @@
 #
 #   deploy/container/build-local.sh [IMAGE]        (default IMAGE: localhost/cds-fasciculation:local)
 #
-# How: a Debian bookworm root file system with python3 is made with debootstrap and imported as
-# the base image (it stands in for python:3.11-slim-bookworm); the service's dependencies are
-# built into a wheelhouse on the host (pip inside the build cannot reach the index), mounted
-# read-only into the build; then `buildah bud --isolation chroot` builds the Dockerfile.
+# How: a Debian bookworm root file system with python3 is made with debootstrap (lib.sh), and the
+# stand-in for python:3.11-slim-bookworm is built from it under that exact tag
+# (standin-images.sh), so the Dockerfile builds unchanged, FROM the name it gives; the service's
+# dependencies are built into a wheelhouse with the base's own python3 (pip inside the build cannot
+# reach the index), mounted read-only into the build; then `buildah bud --isolation chroot`.
 # The base tarball and the wheelhouse are cached under CDS_BUILD_CACHE
 # (default /var/cache/cds-fasciculation), so a repeat build takes seconds; from nothing it takes
 # about two minutes (apt-get and debootstrap are most of it). Missing tools are apt-get installed
@@ -19,58 +20,14 @@ image="${1:-localhost/cds-fasciculation:local}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cache="${CDS_BUILD_CACHE:-/var/cache/cds-fasciculation}"
 base_image="localhost/cds-fasciculation-base:bookworm"
+# shellcheck disable=SC2034  # base_tar and say_prefix are used by lib.sh
 base_tar="$cache/bookworm-python3-minbase.tar"
 python="${PYTHON:-python3}"
+# shellcheck disable=SC2034
+say_prefix=build-local
 
-say() { echo "build-local: $*" >&2; }
-
-ensure_tools() {
-  local missing=()
-  command -v buildah >/dev/null 2>&1 || missing+=(buildah)
-  command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
-  [ ${#missing[@]} -eq 0 ] && return 0
-  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-    say "missing ${missing[*]} and cannot apt-get install them (need root on Debian/Ubuntu)"
-    exit 3
-  fi
-  say "installing ${missing[*]}"
-  apt-get update -qq >&2 || true
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
-}
-
-ensure_base_tar() {
-  [ -s "$base_tar" ] && return 0
-  mkdir -p "$cache"
-  local work
-  work="$(mktemp -d "$cache/rootfs.XXXXXX")"
-  say "debootstrap bookworm (minbase + python3) into $work (about 50 s)"
-  debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
-    bookworm "$work/rootfs" >"$work/debootstrap.log" 2>&1 \
-    || { tail -20 "$work/debootstrap.log" >&2; rm -rf "$work"; exit 4; }
-  # What python:3.11-slim also leaves out: package caches and lists, docs, man pages, locales.
-  rm -rf "$work/rootfs/var/cache/apt/"*.bin "$work/rootfs/var/cache/apt/archives/"*.deb \
-    "$work/rootfs/var/lib/apt/lists/"* "$work/rootfs/usr/share/doc/"* "$work/rootfs/usr/share/man/"* \
-    "$work/rootfs/usr/share/locale/"*
-  tar -C "$work/rootfs" -cf "$work/base.tar" .
-  mv "$work/base.tar" "$base_tar"
-  rm -rf "$work"
-}
-
-ensure_base_image() {
-  local stamp
-  stamp="$(stat -c %Y "$base_tar")"
-  if buildah inspect --type image --format '{{index .ImageAnnotations "cds.base-tar-mtime"}}' \
-      "$base_image" 2>/dev/null | grep -qx "$stamp"; then
-    return 0
-  fi
-  say "importing $base_tar as $base_image"
-  local c
-  c="$(buildah from scratch)"
-  buildah add "$c" "$base_tar" / >/dev/null
-  buildah config --cmd '["/bin/bash"]' --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    --annotation "cds.base-tar-mtime=$stamp" "$c"
-  buildah commit -q --rm "$c" "$base_image" >/dev/null
-}
+# shellcheck source=deploy/container/lib.sh disable=SC1091  # checked on its own
+source "$root/deploy/container/lib.sh"
 
 ensure_wheelhouse() {
   # Wheels are built by the base image's own python3 (3.11.2 on bookworm), so environment
@@ -109,13 +66,15 @@ ensure_tools
 ensure_base_tar
 ensure_base_image
 ensure_wheelhouse
+"$root/deploy/container/standin-images.sh" python
+old="$(buildah inspect --type image --format '{{.FromImageID}}' "$image" 2>/dev/null || true)"
 say "buildah bud -> $image"
-buildah bud --isolation chroot --network host --format docker --layers -q \
-  --build-arg "BASE_IMAGE=$base_image" \
+buildah bud --isolation chroot --network host --format docker --layers -q --pull-never \
   --build-arg PIP_NO_INDEX=1 --build-arg PIP_FIND_LINKS=/wheelhouse \
   --volume "$wheels:/wheelhouse:ro" \
   -f "$root/Dockerfile" -t "$image" "$root" >&2
-# Earlier builds of this project whose tag has moved on: remove them (cached layers stay).
-buildah images --filter dangling=true --filter "label=org.opencontainers.image.title=cds-fasciculation" -q \
-  | xargs -r buildah rmi >/dev/null 2>&1 || true
+# The previous build of this tag, now untagged, if nothing uses it. Only that one: the untagged
+# intermediate images of both stages are the layer cache that makes the next build fast.
+new="$(buildah inspect --type image --format '{{.FromImageID}}' "$image")"
+if [ -n "$old" ] && [ "$old" != "$new" ]; then buildah rmi "$old" >/dev/null 2>&1 || true; fi
 echo "$image"

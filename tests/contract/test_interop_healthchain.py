@@ -122,22 +122,24 @@ def test_synthetic_patients_without_fhir_server_are_412(run: dict[str, Any]) -> 
         assert "'conditions'" in text and "'labs'" in text and "no fhirServer" in text
 
 
-def test_synthetic_patients_with_fhir_server_are_fetched_and_silent(run: dict[str, Any]) -> None:
-    """Random patient ids with a FHIR server: the service fetches its own keys, finds nothing about
-    these patients (no fasciculation) and answers 200 without cards."""
+def test_synthetic_patients_with_fhir_server_are_refused_as_another_patient(run: dict[str, Any]) -> None:
+    """HealthChain's synthetic requests prefetch, under our key name ``patient``, a Patient whose
+    random id is not the random ``context.patientId``: the data is about someone else, so the call
+    is refused naming the key, before anything is fetched or computed (issue 16, wrong-patient
+    data)."""
     for e in exchanges(run, "synthetic-fhir"):
-        assert e["status"] == 200 and e["body"] == {"cards": []}
+        assert e["status"] == 400
+        text = e["body"]["issue"][0]["diagnostics"]
+        assert "'patient'" in text and "context.patientId" in text
 
 
 def test_our_prefetch_under_a_random_patient_id(run: dict[str, Any]) -> None:
-    """The cards follow the prefetched data (weakness with fasciculation: the red flag) and address
-    the patient in context, HealthChain's random id."""
+    """A fixture patient's prefetch sent under HealthChain's random ``patientId``: the cards would
+    describe one patient under another's id, so the call is refused naming the key (issue 16)."""
     [e] = exchanges(run, "prefetch-file")
-    assert e["status"] == 200
-    rules = card_summary(e["body"])
-    assert rules[0]["rule"] == "R01" and rules[0]["indicator"] == "critical"
-    subject = e["body"]["cards"][0]["suggestions"][0]["actions"][0]["resource"]["subject"]["reference"]
-    assert subject == f"Patient/{e['patientId']}"
+    assert e["status"] == 400
+    text = e["body"]["issue"][0]["diagnostics"]
+    assert "'patient'" in text and "context.patientId" in text
 
 
 def test_explicit_context_gets_the_expected_cards(run: dict[str, Any]) -> None:

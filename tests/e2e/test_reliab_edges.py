@@ -288,3 +288,10 @@ def test_fhir_server_with_userinfo_is_412(server: CdsServer, client: LocalIssuer
     data = outcome(412, r.content)
     assert "user information" in data["issue"][0]["diagnostics"]
     assert "secret" not in r.text
+
+
+def test_post_without_body_or_type_is_the_endpoints_400(server: CdsServer, client: LocalIssuer) -> None:
+    """Nothing to type: the endpoint's own answer (body is empty) is more useful than a 415."""
+    r = httpx.post(server.url(SVC), headers=client.headers(SVC), timeout=30)
+    assert r.status_code == 400, r.text
+    assert "empty" in outcome(400, r.content)["issue"][0]["diagnostics"]

@@ -284,6 +284,7 @@ def test_summaries_stay_under_140_with_worst_case_values() -> None:
         "deficit": "weakness/bulbar signs",  # R02 reads weakness, dysarthria, dysphagia only
         "finding": "Monoclonal protein",
         "pending": "HbA1c, CBC, CMP, B12, TSH, SPEP, Mg",
+        "if_exam": " if the exam is normal",  # issue 19: the longer of R20's two exam clauses
     }
     for kind in Catalogue.load().kinds.values():
         text = fill(kind.summary, worst)

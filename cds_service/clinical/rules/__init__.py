@@ -5,7 +5,7 @@ Each rule states its rank on its ``@rule``; ``RULES`` is the topic's rule book i
 not evaluated earlier. Import order of the modules below does not matter.
 """
 
-from cds_service.clinical.rules import management, orders, redflags, safety, workup  # noqa: F401  (registers the rules)
+from cds_service.clinical.rules import findings, management, orders, redflags, safety, workup  # noqa: F401  (registers the rules)
 from cds_service.clinical.rules.base import BOOK, Hit, Rule, RuleBook, RuleContext
 
 RULES: list[Rule] = BOOK.ordered()

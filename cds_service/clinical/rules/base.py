@@ -181,9 +181,7 @@ class RuleBook:
             raise ValueError(f"rule {r.id} declared twice")
         clash = next((o.id for o in self._rules.values() if o.rank == r.rank), None)
         if clash is not None:
-            raise ValueError(
-                f"rules {clash} and {r.id} share rank {r.rank}; ranks order rules, so must differ"
-            )
+            raise ValueError(f"rules {clash} and {r.id} share rank {r.rank}; ranks order rules, so must differ")
         if not r.moments:
             raise ValueError(f"rule {r.id} serves no moment")
         self._rules[r.id] = r

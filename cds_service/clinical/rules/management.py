@@ -11,6 +11,7 @@ from cds_service.clinical.moments import CHART
 from cds_service.clinical.record_model import PatientRecord
 from cds_service.clinical.rules.base import EMG, UMN, Basis, Hit, RuleContext, Suggest, fmt_date, rule
 from cds_service.clinical.rules.safety import (
+    exam_lines,
     first_tier_open,
     not_benign,
     pregnant,
@@ -33,6 +34,8 @@ NOT_PROGRESSING = re.compile(
 ALS_FEAR = re.compile(r"\bALS\b|motor neuron|lou gehrig", re.I)
 LEGS = re.compile(r"\b(leg|legs|calf|calves|thigh|foot|feet|lower (limb|extremit\w*)|claudication)\b", re.I)
 NOT_YET_BENIGN = ("R04", "R05b", "R05d", "R05e", "R05f", "R06", "R07", "R08", "R17", "R18", "R21", "R22")
+# Issue 19: reflex loss, flagged first-tier results, a structural lesion, root compression, a toxic cause.
+NOT_YET_BENIGN_SEEDS = ("R23", "R24", "R25", "R26", "R28")
 CAUSE_CLASSES = ("diuretics", "corticosteroids_systemic", "estrogens", "penicillins")
 
 
@@ -101,7 +104,8 @@ def r06_emg_indicated(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     CHART,
     "no red flag, fasciculation first recorded at least 28 days ago, no active gabapentin or carbamazepine, "
     "adult, every first-tier test resulted, no explaining diagnosis, no deficit and no EMG that is not normal; "
-    "in pregnancy a card that puts no drug first and states carbamazepine's teratogenicity",
+    "in pregnancy a card that puts no drug first and states carbamazepine's teratogenicity; carbamazepine is "
+    "listed first with cramps, neuromyotonia or myalgia/stiffness (the cramp-fasciculation picture)",
     (
         (
             S002,
@@ -110,12 +114,18 @@ def r06_emg_indicated(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         ),
         (S000, "For fasciculations associated with neuromyotonia or cramps, carbamazepine relieves symptoms"),
         (S002, "Most patients do not require pharmacologic intervention"),
+        (
+            S001,
+            "Benign cramp-fasciculation syndrome presents with muscle aching, cramps, stiffness, exercise "
+            "intolerance, and fasciculations without progressive weakness, and responds well to carbamazepine "
+            "therapy",
+        ),
     ),
     suppressed_when="R01, R02 or R03 fired, any warning (an abnormal result or drug cause to address first), "
     "an explaining diagnosis (MND/ALS, SMA, myopathy, dystrophy, neuropathy, radiculopathy, thyrotoxicosis, ...), "
     "any weakness, atrophy, UMN, bulbar or reflex finding, a first-tier test missing or pending, an EMG report "
     "not classified normal, age under 18, or a card that leaves the work-up open (R04, R05b, R05d-f, R06-R08, "
-    "R17, R18, R21, R22)",
+    "R17, R18, R21-R26, R28); the card states whether a structured exam was found",
     rank=190,
     suppressed_by=("R01", "R02", "R03"),
     yields_to_critical=True,
@@ -127,12 +137,14 @@ def r11_therapy(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         return None
     # An open question in the work-up (abnormal result, EMG indicated or pending, PAD, sensory signs,
     # abnormal EMG, child) comes before a drug: no positive evidence of a benign picture yet.
-    if any(r in ctx.fired for r in NOT_YET_BENIGN):
+    if any(r in ctx.fired for r in NOT_YET_BENIGN + NOT_YET_BENIGN_SEEDS):
         return None
     dated = [f.when for f in ctx.triggers if f.when is not None]
     if not dated or min(dated) > ctx.now - timedelta(days=28):
         return None
-    cramps = bool(rec.has("muscle_cramps", "neuromyotonia", "cramp_fasciculation_syndrome"))
+    # Cramps, or the cramp-fasciculation picture of aching, stiffness and exercise intolerance
+    # (seed 001: "responds well to carbamazepine therapy"; issue 19).
+    cramps = bool(rec.has("muscle_cramps", "neuromyotonia", "cramp_fasciculation_syndrome", "myalgia_stiffness"))
     pregnancy = pregnant(rec)
     if pregnancy:
         kind = "therapy-pregnancy"
@@ -140,6 +152,7 @@ def r11_therapy(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         kind = "therapy-carbamazepine-first" if cramps else "therapy-gabapentin-first"
     hit = Hit("R11", kind, "info", [Basis.of(f) for f in ctx.triggers + pregnancy])
     hit.values["since"] = fmt_date(min(dated))
+    hit.lines += exam_lines(rec)[1]  # issue 19 s.2: no "normal exam" from silence
     return hit
 
 
@@ -265,8 +278,8 @@ def r14_follow_up(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     "PAD check in older patients with vascular risk",
     CHART,
     "age 50 or more, an atherosclerotic risk factor (hypertension, hyperlipidaemia, smoking, coronary disease, "
-    "CKD or diabetes), leg or exertional symptoms (claudication, leg pain, or weakness, numbness or cramps "
-    "described in the legs; hand numbness does not count), no known PAD and no ABI within 730 days",
+    "CKD or diabetes), leg or exertional symptoms (claudication, leg pain, or weakness, numbness, cramps or "
+    "aching described in the legs; hand numbness does not count), no known PAD and no ABI within 730 days",
     (
         (
             S001,
@@ -287,7 +300,7 @@ def r17_pad_check(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     risk = rec.has("pad_risk_factors", "diabetes")
     legs = rec.has("leg_symptoms") + [
         f
-        for f in rec.has("muscle_weakness", "numbness_paresthesia", "muscle_cramps")
+        for f in rec.has("muscle_weakness", "numbness_paresthesia", "muscle_cramps", "myalgia_stiffness")
         if LEGS.search(f.label) and f.concept != "leg_symptoms"
     ]
     legs = list({f.ref: f for f in legs}.values())
@@ -344,25 +357,23 @@ def r18_sensory(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         ),
         (S002, "Fasciculations persist in 93-98% of patients over time"),
         (S004, "There is usually no treatment necessary"),
+        (
+            S000,
+            "Perform a complete neurological examination focusing on muscle bulk, strength testing (MRC grading), "
+            "deep tendon reflexes, and plantar responses—all should be normal in BFS",
+        ),
+        (S002, "The cornerstone of treatment is patient education and reassurance"),
     ),
     suppressed_when="any critical or warning card; lab gaps (R04); an abnormal result (R05); EMG indicated, "
     "pending or myositis screen (R06-R08); PAD suspected (R17); sensory symptoms (R18); an abnormal or "
-    "unclassifiable EMG (R21); an explaining diagnosis, deficit, or age under 18",
+    "unclassifiable EMG (R21); reflex loss (R23), a flagged first-tier result (R24), a structural brainstem/cord "
+    "lesion (R25), root compression (R26) or a toxic cause (R28); an explaining diagnosis, deficit, or age under 18. The card states "
+    "whether a structured exam (bulk, MRC strength, reflexes, plantar responses) was found; without one it is "
+    "conditional on a normal examination",
     rank=300,
     suppressed_by=(
-        "R04",
-        "R05b",
-        "R05d",
-        "R05e",
-        "R05f",
-        "R05i",
-        "R06",
-        "R07",
-        "R08",
-        "R17",
-        "R18",
-        "R21",
-        "R22",
+        "R04", "R05b", "R05d", "R05e", "R05f", "R05i", "R06", "R07", "R08", "R17", "R18", "R21", "R22",
+        *NOT_YET_BENIGN_SEEDS,
     ),
     yields_to_critical=True,
 )
@@ -382,4 +393,8 @@ def r20_reassurance(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         hit = Hit("R20", "reassurance-pending", "info", [Basis.of(f) for f in ctx.triggers])
         hit.values["pending"] = ", ".join(TEST_LABEL[t] for t, _ in open_tests)
         return hit
-    return Hit("R20", "reassurance", "info", [Basis.of(f) for f in ctx.triggers])
+    hit = Hit("R20", "reassurance", "info", [Basis.of(f) for f in ctx.triggers])
+    complete, lines = exam_lines(rec)
+    hit.values["if_exam"] = " (structured exam normal)" if complete else " if the exam is normal"
+    hit.lines += lines
+    return hit

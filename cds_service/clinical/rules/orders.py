@@ -210,7 +210,7 @@ def r10_cyclobenzaprine(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
 )
 def r15a_mri_lumbar(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     drafts = [d for d in ctx.drafts if "mri_lumbar_spine" in d.concepts]
-    if not drafts or rec.has("radiculopathy") or rec.has(*UMN):
+    if not drafts or rec.has("radiculopathy", "root_compression") or rec.has(*UMN):
         return None
     hit = Hit("R15a", "mri-lumbar-not-indicated", "warning", [Basis.of(f) for f in rec.has("low_back_pain")])
     hit.remove(drafts)
@@ -242,6 +242,7 @@ def r15b_brain_imaging(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         "myokymia",
         "stroke",
         "multiple_sclerosis",
+        "structural_motor_lesion",  # seed 003: brainstem/cord lesions (issue 19)
         *BULBAR,
         *UMN,
     )

@@ -132,9 +132,7 @@ def r01_red_flags(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
             # A bare R29.2: which reflex change decides between UMN and neuropathy (issue 11 s.5).
             hit = Hit("R01", "reflex-type-unknown", "warning", [Basis.of(f) for f in unspecified + weakness])
             if weakness:
-                hit.lines.append(
-                    "Weakness is recorded as patient-reported or non-specific: grade strength (MRC)."
-                )
+                hit.lines.append("Weakness is recorded as patient-reported or non-specific: grade strength (MRC).")
             return hit
         if not weakness:
             return None
@@ -271,6 +269,14 @@ def r02b_facial_myokymia(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     if not facial:
         return None
     hit = Hit("R02b", "facial-myokymia", "warning", [Basis.of(f) for f in facial])
+    other = rec.has("hemifacial_spasm", "post_facial_palsy")
+    if other:
+        # Seed 003 names these as the differentials of facial myokymia (issue 19).
+        hit.lines.append(
+            "Also on record: " + ", ".join(sorted({f.label for f in other}))
+            + ": check whether the twitching belongs to it before attributing it to the brainstem."
+        )
+        hit.basis += [Basis.of(f) for f in other]
     pending = [o for o in rec.orders if "mri_brain" in o.concepts and (o.pending or o.done)]
     if pending:
         hit.lines.append(
@@ -328,9 +334,7 @@ def r03_gbs(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         if any(f.concept == "peripheral_neuropathy" for f in possible):
             hit.lines.append("A chronic polyneuropathy is on record and may explain the reduced reflexes.")
         if not objective([f for f in possible if f.concept == "muscle_weakness"]):
-            hit.lines.append(
-                "The weakness is patient-reported or non-specific (e.g. R53.1): grade strength (MRC)."
-            )
+            hit.lines.append("The weakness is patient-reported or non-specific (e.g. R53.1): grade strength (MRC).")
         return hit
     if not gbs and not pattern:
         return None

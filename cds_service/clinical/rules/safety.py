@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from cds_service.clinical import emg as emg_report
 from cds_service.clinical.moments import CHART
-from cds_service.clinical.record_model import Fact, Order, PatientRecord
+from cds_service.clinical.record_model import EXAM_ASPECTS, Fact, Order, PatientRecord
 from cds_service.clinical.rules.base import (
     BULBAR,
     EMG,
@@ -125,6 +125,57 @@ def not_benign(rec: PatientRecord, ctx: RuleContext) -> list[str]:
     if is_child(rec):
         reasons.append(f"age {rec.age}: the benign-fasciculation evidence is from adults")
     return reasons
+
+
+EXAM_DAYS = 365
+EXAM_LABEL = {"bulk": "muscle bulk", "strength": "strength (MRC)", "reflexes": "reflexes", "plantar": "plantar responses"}
+NO_EXAM = (
+    "No structured neurological examination was found in the record (an exam written only as free text "
+    "cannot be read)"
+)
+
+
+def exam_lines(rec: PatientRecord) -> tuple[bool, list[str]]:
+    """(a complete structured exam is on file and normal, the lines a benign-end card states).
+
+    Why: most EHRs keep the exam in free text, so "nothing abnormal coded" is not a normal exam; seed
+    000 asks for normal bulk, strength, reflexes and plantar responses. Abnormal parts are findings
+    and already block the benign end; this says, conditionally, what the record cannot show."""
+    normal: list[str] = []
+    missing: list[str] = []
+    dates = []
+    for aspect in EXAM_ASPECTS:
+        items = rec.exam_latest(aspect, EXAM_DAYS)
+        if items and all(i.normal for i in items):
+            normal.append(EXAM_LABEL[aspect])
+            dates += [i.when for i in items if i.when is not None]
+        else:
+            missing.append(EXAM_LABEL[aspect])
+    lines = []
+    if not missing:
+        lines.append(
+            f"Structured examination on file ({fmt_date(max(dates) if dates else None)}): muscle bulk, strength "
+            "(MRC), reflexes and plantar responses recorded as normal."
+        )
+    elif not normal:
+        lines.append(
+            NO_EXAM + ": this applies only if muscle bulk, strength (MRC), reflexes and plantar responses are "
+            "normal on examination."
+        )
+    else:
+        lines.append(
+            f"Structured examination on file records normal {', '.join(normal)}; not found: {', '.join(missing)}. "
+            "This applies only if those are normal on examination too."
+        )
+    seen = [e for e in rec.exam if e.aspect == "fasciculations" and e.when is not None
+            and e.when >= rec.now - timedelta(days=EXAM_DAYS)]
+    if seen:
+        sites = sorted({e.site for e in seen if e.site})
+        lines.append(
+            "Visible fasciculations recorded on examination: " + (", ".join(sites) if sites else "site not recorded")
+            + "."
+        )
+    return not missing, lines
 
 
 def _neurology_line_or_suggest(rec: PatientRecord, hit: Hit, priority: str) -> None:

@@ -64,7 +64,9 @@ def _cmp_done(rec: PatientRecord, ctx: RuleContext) -> LabResult | None:
     panels = [r for r in results if r.code == "24323-8"]
     if panels:
         return panels[0]
-    pool = results + [r for c in ("fasting_glucose", "calcium", "potassium") for r in rec.results(c, days)]
+    pool = results + [
+        r for c in ("fasting_glucose", "calcium", "potassium") for r in rec.results(c, days)
+    ]
     codes = {r.code for r in pool}
     if all(codes & wanted for wanted in CMP_COMPONENTS.values()):
         return max(pool, key=lambda r: r.when or rec.now)
@@ -93,8 +95,8 @@ def test_status(rec: PatientRecord, ctx: RuleContext, test: str) -> tuple[str, o
     "First-tier laboratory gaps",
     CHART,
     "fasciculation and one or more first-tier tests neither resulted within its look-back window nor pending: "
-    "HbA1c or fasting glucose, CBC, CMP, B12, TSH, SPEP, magnesium; plus CK, folate and B6 when weakness is "
-    "recorded",
+    "HbA1c or fasting glucose, CBC, CMP, B12, TSH, SPEP, magnesium; plus CK, folate and B6 when weakness or "
+    "myalgia, achiness, stiffness or exercise intolerance is recorded",
     (
         (
             S000,
@@ -121,7 +123,7 @@ def r04_lab_gaps(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
         return _established_mnd(rec, mnd)
     child = rec.age is not None and rec.age < 18
     tests = [t for t in (*CORE, *ALWAYS) if not (child and t in ("spep", "diabetes_screen"))]
-    if rec.has("muscle_weakness"):
+    if rec.has("muscle_weakness", "myalgia_stiffness"):  # weakness or myalgia/achiness (KM R04; issue 19)
         tests += list(EXTENDED)
     hit = Hit("R04", "lab-gaps", "info")
     missing = []
@@ -351,9 +353,7 @@ def r05h_spep(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     if not abnormal:
         return None
     hit = Hit("R05h", "spep-abnormal", "warning", [Basis.of(abnormal[0])])
-    m_protein = any(
-        r.code in ("33358-3", "33647-9") and r.value is not None and r.value > 0 for r in abnormal
-    )
+    m_protein = any(r.code in ("33358-3", "33647-9") and r.value is not None and r.value > 0 for r in abnormal)
     hit.values["finding"] = "Monoclonal protein" if m_protein else "Abnormal result"
     immunofixation_done = any(r.code == "25700-6" for r in rec.results("spep", ctx.lookback("spep")))
     if not immunofixation_done:
