@@ -96,7 +96,8 @@ async def run_call(
         raise BadRequest(f"Service '{service_id}' does not serve hook '{req.hook}' (it serves: {served})")
     if service.id != service_id:  # a deprecated alias (Registry.add_alias)
         log.warning(
-            "deprecated service id", extra={"fields": {"service": service_id, "hook": req.hook, "use": service.id}}
+            "deprecated service id",
+            extra={"fields": {"service": service_id, "hook": req.hook, "use": service.id}},
         )
     record.served = (service_id, req.hook)  # registered: safe as metric labels
     try:

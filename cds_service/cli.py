@@ -180,6 +180,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if not args.bundle.is_file():
         print(f"no such file: {args.bundle}", file=sys.stderr)
         return 2
+    if args.html:
+        return _evaluate_html(args)
     try:
         cards = evaluate_bundle(
             args.bundle, args.hook, budget=args.budget, as_fixture=args.fixture, user_ref=args.user
@@ -191,6 +193,29 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(dump(CdsResponse(cards=[c for _, c in cards])), indent=2))
     else:
         print(format_cards(cards))
+    return 0
+
+
+def _evaluate_html(args: argparse.Namespace) -> int:
+    """The SMART app's page for the Bundle, written to a file (docs/smart-app.md)."""
+    import json
+
+    from cds_service.settings import Settings
+    from cds_service.smart.offline import bundle_page
+
+    try:
+        if args.fixture:
+            from cds_tools.fixtures import load
+
+            bundle: object = load(args.bundle).bundle
+        else:
+            bundle = json.loads(args.bundle.read_text())
+        html, count = bundle_page(bundle, args.bundle.name, Settings())
+    except (ValueError, KeyError, LookupError) as exc:
+        print(f"cannot evaluate {args.bundle}: {exc}", file=sys.stderr)
+        return 2
+    args.html.write_text(html)
+    print(f"wrote {args.html} ({count} card(s))")
     return 0
 
 
@@ -229,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     mig.add_argument("revision", nargs="?", help="target revision (default: head / one step down)")
     mig.set_defaults(func=_migrate)
     rep = sub.add_parser("report", help="feedback analytics per service and rule for a time window")
-    rep.add_argument("--since", help="start (RFC 3339 timestamp or YYYY-MM-DD; default: --days before --until)")
+    rep.add_argument(
+        "--since", help="start (RFC 3339 timestamp or YYYY-MM-DD; default: --days before --until)"
+    )
     rep.add_argument("--until", help="end, exclusive (default: now)")
     rep.add_argument("--days", type=int, default=30, help="window length when --since is not given (30)")
     rep.add_argument("--top", type=int, default=5, help="override reasons listed per rule (5)")
@@ -242,7 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cds_service.clinical.moments import HOOK_MOMENTS  # the hooks the topic serves (a light module)
     from cds_service.protocol.models import Hook
 
-    ev = sub.add_parser("evaluate", help="run a FHIR Bundle file offline and print the cards (clinical review)")
+    ev = sub.add_parser(
+        "evaluate", help="run a FHIR Bundle file offline and print the cards (clinical review)"
+    )
     ev.add_argument("bundle", type=Path, help="FHIR Bundle JSON (any Bundle type)")
     ev.add_argument(
         "--hook",
@@ -255,14 +284,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--user", help="userId of the hook (Practitioner/x): requester of suggested orders")
     ev.add_argument("--json", action="store_true", help="print the CDS Hooks response JSON instead of text")
-    ev.add_argument("--fixture", action="store_true", help="a fixtures/patients file: shift its dates to today")
+    ev.add_argument(
+        "--fixture", action="store_true", help="a fixtures/patients file: shift its dates to today"
+    )
+    ev.add_argument(
+        "--html", type=Path, metavar="FILE", help="write the SMART app's work-up page for the Bundle"
+    )
     ev.set_defaults(func=_evaluate)
     from cds_service.burden.cli import add_arguments as add_burden_arguments  # issue 17, section 4
 
     burden = sub.add_parser("burden", help="alert-burden report over a population of Bundles or Bulk NDJSON")
     add_burden_arguments(burden)
     burden.set_defaults(func=_burden)
-    doc = sub.add_parser("rules-doc", help="generate docs/clinical-rules.md from the rules and card catalogue")
+    doc = sub.add_parser(
+        "rules-doc", help="generate docs/clinical-rules.md from the rules and card catalogue"
+    )
     doc.add_argument("--write", action="store_true", help="write the file (default: print to stdout)")
     doc.add_argument("--check", action="store_true", help="exit 1 if the committed file is out of date")
     doc.set_defaults(func=_rules_doc)

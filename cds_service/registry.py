@@ -114,6 +114,10 @@ class Registry:
         # Human-readable pages a topic publishes (evidence behind its cards), served as
         # GET /evidence/{name}; the function gets the base URL and returns HTML.
         self.pages: dict[str, Callable[[str], str]] = {}
+        # HTTP routers a plug-in contributes beyond the CDS Hooks endpoints (e.g. the SMART app's
+        # /smart pages). Typed loosely so the registry stays free of the web framework; the HTTP
+        # layer includes each (it must be a FastAPI ``APIRouter``) after its own routers.
+        self.routers: list[object] = []
         # Patient education pages (issue 19), served as GET /education/{name} under a strict CSP:
         # self-contained HTML (inline style only, no scripts or external resources).
         self.education: dict[str, Callable[[str], str]] = {}

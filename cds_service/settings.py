@@ -78,8 +78,8 @@ class Settings(BaseSettings):
     )
 
     service_modules: list[str] = Field(
-        default_factory=lambda: ["cds_service.clinical.services"],
-        description="Python modules whose register(registry, settings) adds CDS services",
+        default_factory=lambda: ["cds_service.clinical.services", "cds_service.smart.plugin"],
+        description="Python modules whose register(registry, settings) adds CDS services (and routers)",
     )
 
     prefetch_deadline_seconds: float = Field(

@@ -106,10 +106,14 @@ def service_env(port: int, work: Path, extra: Mapping[str, str] | None = None) -
 
 @contextlib.contextmanager
 def run_cds_server(
-    env: Mapping[str, str] | None = None, workdir: Path | None = None, timeout: float = 30.0
+    env: Mapping[str, str] | None = None,
+    workdir: Path | None = None,
+    timeout: float = 30.0,
+    port: int | None = None,
 ) -> Iterator[CdsServer]:
-    """The real service on a free port with the given ``CDS_*`` settings (its log in a temp dir)."""
-    port = free_port()
+    """The real service on a free port (or ``port``, when the caller must know the URL in advance,
+    e.g. for ``CDS_PUBLIC_BASE_URL``) with the given ``CDS_*`` settings (its log in a temp dir)."""
+    port = port or free_port()
     tmp = Path(tempfile.mkdtemp(prefix="cds-e2e-"))
     full_env = service_env(port, tmp, env)
     log_path = tmp / "server.log"

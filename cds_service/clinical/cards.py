@@ -50,6 +50,17 @@ PER_REQUEST: dict[str, Any] = {
     "requester": {"reference": "Practitioner/p"},
     "reasonReference": [{"reference": "Condition/p"}],
 }
+# Cards that open the SMART companion app (docs/smart-app.md), and the section each opens.
+SMART_SECTIONS = {
+    "R01": "red-flags",
+    "R02": "red-flags",
+    "R03": "red-flags",
+    "R04": "workup",
+    "R06": "emg",
+    "R08": "emg",
+    "R09": "emg",
+    "R21": "emg",
+}
 SHAPE_MEMO_SIZE = 4096  # distinct suggestion shapes remembered as valid (the catalogue has < 200)
 
 
@@ -202,6 +213,7 @@ class RenderContext:
     intent: str
     reason_condition: str | None  # "Condition/x" of the fasciculation, for reasonReference
     missing: list[str]
+    smart_launch_url: str | None = None  # set only with a public base URL and the app configured
 
 
 def fill(template: str, values: dict[str, str]) -> str:
@@ -241,7 +253,9 @@ class Renderer:
             actions = [a for s in suggestions for a in s.actions or ()]
             suggestions.append(
                 Suggestion(
-                    label=f"Order all {len(actions)} tests listed here", uuid=str(uuid.uuid4()), actions=actions
+                    label=f"Order all {len(actions)} tests listed here",
+                    uuid=str(uuid.uuid4()),
+                    actions=actions,
                 )
             )
         if kind.selection == "at-most-one":
@@ -280,6 +294,18 @@ class Renderer:
                         type="absolute",
                     )
                     for link in kind.links
+                ),
+                *(
+                    [
+                        Link(
+                            label="Open the whole work-up (SMART app)",
+                            url=rc.smart_launch_url,
+                            type="smart",
+                            appContext=SMART_SECTIONS[hit.rule],
+                        )
+                    ]
+                    if rc.smart_launch_url and hit.rule in SMART_SECTIONS
+                    else []
                 ),
             ],
             extension={

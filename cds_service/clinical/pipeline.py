@@ -76,6 +76,8 @@ class Situation:
     missing: Sequence[str] = ()  # "key (problem)" of prefetch data that could not be had
     base_url: str = ""  # externally visible base of this service, for the evidence links
     snoozes: Sequence[Snooze] = ()  # override memory for this patient (issue 17)
+    # The SMART app's launch URL for cards' smart links (docs/smart-app.md); None: no such links.
+    smart_launch_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,7 @@ class Topic:
             intent=self.settings.order_intent,
             reason_condition=trigger_condition,
             missing=missing,
+            smart_launch_url=situation.smart_launch_url,
         )
         # Fingerprints before rendering: the budget and snooze lines are not inputs.
         issued = [Issued(h.rule, h.indicator, fingerprint(h), suggested_concepts(h)) for h in result.hits]

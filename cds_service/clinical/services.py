@@ -34,6 +34,7 @@ from cds_service.protocol.models import (
 )
 from cds_service.registry import HandlerResult, HookCall, Registry, ServiceDefinition
 from cds_service.settings import Settings
+from cds_service.smart_settings import SmartSettings
 
 __all__ = ["RECORD_TYPES", "SERVICE_ID", "SERVICE_IDS", "WorkupService", "prefetch_templates", "register"]
 
@@ -142,10 +143,13 @@ def prefetch_templates(t: Terminology) -> tuple[PrefetchSpec, ...]:
 class WorkupService:
     """The hook handlers of the topic, around one ``Topic`` built at start-up."""
 
-    def __init__(self, settings: TopicSettings | Topic | None = None) -> None:
+    def __init__(
+        self, settings: TopicSettings | Topic | None = None, smart_launch_url: str | None = None
+    ) -> None:
         self.topic = settings if isinstance(settings, Topic) else Topic(settings)
         self.t = self.topic.t
         self.catalogue = self.topic.catalogue
+        self.smart_launch_url = smart_launch_url  # cards' smart link target (None: no smart links)
 
     def by_type(self, call: HookCall) -> dict[str, list[dict[str, Any]]]:
         """The gathered resources of the types the record reads, each once per id."""
@@ -175,6 +179,7 @@ class WorkupService:
             missing=[f"{k} ({call.data.keys[k].problem})" for k in call.data.missing],
             base_url=call.base_url,
             snoozes=call.snoozes,
+            smart_launch_url=self.smart_launch_url,
         )
 
     async def handle(self, call: HookCall) -> HandlerResult:
@@ -266,8 +271,9 @@ def register(registry: Registry, settings: Settings, topic: Topic | None = None)
     """One id per hook the topic serves (``SERVICE_IDS``; a hook added later gets
     ``fasciculation-<hook>``); they share data needs and rules. The former shared id stays a
     deprecated alias of the order hooks for one release. The topic reads its own settings
-    (``TopicSettings``) from the environment; the core ``settings`` are not needed."""
-    svc = WorkupService(topic)
+    (``TopicSettings``) from the environment; of the core ``settings`` only the public base URL is
+    read, for the cards' SMART-app link."""
+    svc = WorkupService(topic, smart_launch_url(settings))
     prefetch = prefetch_templates(svc.t)
     for hook, moment in svc.topic.hook_moments.items():
         title, description = MOMENT_TEXT[moment]
@@ -289,6 +295,15 @@ def register(registry: Registry, settings: Settings, topic: Topic | None = None)
     registry.education[education.SLUG] = education.page
     for card_id in svc.catalogue.kinds:
         registry.pages[card_id] = functools.partial(_page, svc, card_id)
+
+
+def smart_launch_url(settings: Settings) -> str | None:
+    """Where a card's ``smart`` link points: the SMART app's launch endpoint, only when the service
+    knows its public base URL (an EHR must reach it) and the app is enabled (an EHR allow-listed,
+    ``CDS_SMART_ALLOWED_ISS``). Read from the plain settings module, never the app's package (which
+    imports this topic)."""
+    public = settings.public_base_url
+    return f"{public.rstrip('/')}/smart/launch" if public and SmartSettings().enabled else None
 
 
 def _page(svc: WorkupService, card_id: str, _base: str) -> str:

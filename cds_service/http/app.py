@@ -11,7 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -121,6 +121,10 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
 
     for module in (discovery, services, feedback, evidence, education, ops):
         app.include_router(module.router)
+    for extra in registry.routers:  # routers of plug-ins (e.g. /smart); the core imports none of them
+        if not isinstance(extra, APIRouter):
+            raise TypeError(f"a plug-in contributed {type(extra).__name__}, not a fastapi.APIRouter")
+        app.include_router(extra)
 
     # Middleware order, outermost first (each add_middleware wraps what was added before it):
     #   NormalizePath  the path every later layer sees, // collapsed, no trailing /

@@ -271,7 +271,8 @@ async def _respond(
 
 
 class OutcomeErrors:
-    """Rewrite a non-JSON error response (status >= 400) into an OperationOutcome, same status."""
+    """Rewrite a non-JSON error response (status >= 400) into an OperationOutcome, same status
+    (HTML pages excepted: a route that answers a browser with a page chose its format)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -288,7 +289,13 @@ class OutcomeErrors:
             if message["type"] == "http.response.start":
                 status = int(message["status"])
                 ctype = next((v for n, v in message.get("headers", []) if n.lower() == b"content-type"), b"")
-                if status >= 400 and b"json" not in ctype.lower():
+                # An HTML page with an error status is a deliberate answer to a browser (a plug-in's
+                # pages, e.g. the SMART app's "session expired"): left as it is.
+                if (
+                    status >= 400
+                    and b"json" not in ctype.lower()
+                    and not ctype.lower().startswith(b"text/html")
+                ):
                     held = message
                     return
             elif held is not None and message["type"] == "http.response.body":

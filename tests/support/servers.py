@@ -69,10 +69,12 @@ def redis_or_unavailable(url: str) -> str:
 
 
 @contextlib.contextmanager
-def run_cds_server(env: dict[str, str] | None = None, workdir: Path | None = None) -> Iterator[CdsServer]:
-    """The real service on a free port with the given CDS_* settings; the repository is on the
-    server's PYTHONPATH so ``CDS_SERVICE_MODULES`` may name the test topics in tests/support."""
-    with harness.run_cds_server({"PYTHONPATH": str(ROOT), **(env or {})}, workdir) as server:
+def run_cds_server(
+    env: dict[str, str] | None = None, workdir: Path | None = None, port: int | None = None
+) -> Iterator[CdsServer]:
+    """The real service on a free port (or ``port``) with the given CDS_* settings; the repository
+    is on the server's PYTHONPATH so ``CDS_SERVICE_MODULES`` may name the test topics in tests/support."""
+    with harness.run_cds_server({"PYTHONPATH": str(ROOT), **(env or {})}, workdir, port=port) as server:
         yield server
 
 
