@@ -304,7 +304,7 @@ async def ehr_client(
     calls: list[Call],
 ) -> None:
     """One simulated EHR: calls back to back until the time or request budget is spent."""
-    urls = {hook: f"{cds}/cds-services/{sid}" for hook, sid in SERVICE_IDS.items()}  # one id per hook
+    urls = {str(hook): f"{cds}/cds-services/{sid}" for hook, sid in SERVICE_IDS.items()}  # one id per hook
     views = [c for c in cases if c.hook == "patient-view"]
     orders = [c for c in cases if c.hook != "patient-view"] or views
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
