@@ -306,6 +306,28 @@ class P:
         )
         return self
 
+    def course(self, rxcui: str, display: str, days: float, status: str = "completed", ended: float | None = None, supply_days: float | None = None) -> P:
+        """A finished prescription (issue 19 tapers): its end as a validity period end ``ended`` days
+        ago, or only as an expected supply duration from the order date."""
+        dispense: Res = {}
+        if ended is not None:
+            dispense["validityPeriod"] = {"start": ago(days), "end": ago(ended)}
+        if supply_days is not None:
+            dispense["expectedSupplyDuration"] = {"value": supply_days, "unit": "days", "system": UCUM, "code": "d"}
+        self.res.append(
+            {
+                "resourceType": "MedicationRequest",
+                "id": self._id("mr"),
+                "status": status,
+                "intent": "order",
+                "medicationCodeableConcept": cc(RX, rxcui, display),
+                "subject": self.subject(),
+                "authoredOn": ago(days),
+                "dispenseRequest": dispense,
+            }
+        )
+        return self
+
     def exam_value(self, code: str, text: str, value: float, unit: str, days: float = 30) -> P:
         """An exam observation with a local (flowsheet) code, as ABI results usually arrive."""
         self.res.append(
@@ -719,6 +741,7 @@ def patients() -> list[P]:
     add_issue11(add)
     add_issue19(add)
     add_issue17(add)
+    add_taper(add)
     add(P("neg-refuted", 30), lambda p: p.fasciculation(20, verification="refuted"))
     add(P("neg-resolved", 30), lambda p: p.fasciculation(800, status="resolved"))
     add(P("bg50-r04", 44, background="bg-50-all"), lambda p: p.fasciculation(30))
@@ -1186,6 +1209,17 @@ def add_issue17(add: Callable[[P, Callable[[P], object]], None]) -> None:
     # s.3: a current thiazide is a specific card and is never hidden behind generic ones.
     add(P("a3-thiazide-benign", 45), lambda p: p.fasciculation(300).full_workup(20).med(*HCTZ, days=30))
     add(P("a3-benign-no-drug", 45), lambda p: p.fasciculation(300).full_workup(20))
+
+
+def add_taper(add: Callable[[P, Callable[[P], object]], None]) -> None:
+    """Issue 19 s.1: a systemic corticosteroid course that ended within 30 days is a drug cause
+    (seed 002: "particularly with ... rapid tapering"); one that ended long ago is not."""
+    pred = ("312615", "prednisone 20 MG Oral Tablet")
+    add(P("t19-taper-ended-recently", 52), lambda p: p.fasciculation(60).full_workup(20).course(*pred, days=40, ended=10))
+    add(P("t19-taper-stopped-by-supply", 52), lambda p: p.fasciculation(60).full_workup(20).course(*pred, days=20, status="stopped", supply_days=14))
+    add(P("t19-taper-ended-long-ago", 52), lambda p: p.fasciculation(300).full_workup(20).course(*pred, days=400, ended=200))
+    # A finished course with no end recorded cannot be called recent.
+    add(P("t19-taper-no-end", 52), lambda p: p.fasciculation(300).full_workup(20).course(*pred, days=20))
 
 
 def main() -> int:

@@ -505,7 +505,7 @@ class RecordBuilder:
 
     def _medication(self, rec: PatientRecord, m: dict[str, Any]) -> None:
         status = str(m.get("status", ""))
-        if status not in ("active", "on-hold", "intended"):
+        if status not in ("active", "on-hold", "intended", "completed", "stopped"):
             return
         cc = m.get("medicationCodeableConcept")
         if not isinstance(cc, dict):
@@ -517,6 +517,15 @@ class RecordBuilder:
         if since is None and isinstance(m.get("effectivePeriod"), dict):
             since = parse_when(m["effectivePeriod"].get("start"))
         asserted = parse_when(m.get("dateAsserted"))
+        if status in ("completed", "stopped"):
+            ended = _course_end(m, since)
+            if ended is not None:  # a finished course with no end cannot be called recent
+                rec.ended_meds.append(
+                    Medication(
+                        frozenset(concepts), _ref(m), label_of(cc, "medication"), since, status, asserted, ended
+                    )
+                )
+            return
         rec.meds.append(
             Medication(frozenset(concepts), _ref(m), label_of(cc, "medication"), since, status, asserted)
         )
@@ -554,3 +563,23 @@ class RecordBuilder:
         for d in items(m.get("dosageInstruction") or m.get("dosage")):
             label += " " + label_of(d.get("route"), "")
         return bool(re.search(r"ophthalmic|topical|cream|ointment|otic|nasal|inhal|eye drop", label, re.I))
+
+
+# Days per UCUM duration unit (expectedSupplyDuration is a Duration; "mo" is a mean month).
+_DAYS_PER_UNIT = {"d": 1.0, "wk": 7.0, "mo": 30.4375, "a": 365.25, "h": 1 / 24}
+
+
+def _course_end(m: dict[str, Any], since: datetime | None) -> datetime | None:
+    """When a finished course ended: the prescription's validity end, the statement's period end,
+    or the order date plus the expected supply duration (issue 19: a recent taper is a drug cause)."""
+    dispense = obj(m.get("dispenseRequest"))
+    for end in (obj(dispense.get("validityPeriod")).get("end"), obj(m.get("effectivePeriod")).get("end")):
+        when = parse_when(end)
+        if when is not None:
+            return when
+    supply = obj(dispense.get("expectedSupplyDuration"))
+    value, unit = supply.get("value"), supply.get("code") or supply.get("unit")
+    per = _DAYS_PER_UNIT.get(unit) if isinstance(unit, str) else None
+    if since is not None and per is not None and isinstance(value, int | float) and value >= 0:
+        return since + timedelta(days=float(value) * per)
+    return None

@@ -99,6 +99,7 @@ class Medication:
     since: datetime | None
     status: str
     asserted: datetime | None = None  # MedicationStatement.dateAsserted: last confirmed as taken
+    ended: datetime | None = None  # completed/stopped courses only: when the supply or period ended
 
 
 @dataclass
@@ -122,6 +123,9 @@ class PatientRecord:
     observation_refs: set[str] = field(default_factory=set)
     withdrawn: list[Order] = field(default_factory=list)
     dispensed: dict[str, datetime] = field(default_factory=dict)
+    # Issue 19: completed or stopped courses with a known end (a corticosteroid taper that ended
+    # recently is a drug cause, seed 002). Kept apart from ``meds`` so nothing reads them as current.
+    ended_meds: list[Medication] = field(default_factory=list)
 
     # ---------------------------------------------------------------- queries used by rules
 

@@ -129,6 +129,13 @@ def prefetch_templates(t: Terminology) -> tuple[PrefetchSpec, ...]:
             f"MedicationRequest?patient={PATIENT}&status=active,on-hold{PAGE}",
             all_pages=True,
         ),
+        # Issue 19: a corticosteroid taper shows only once the course is over (seed 002), so finished
+        # prescriptions are searched too; a code filter would miss text-only medications.
+        PrefetchSpec(
+            "endedMedications",
+            f"MedicationRequest?patient={PATIENT}&status=completed,stopped{PAGE}",
+            all_pages=True,
+        ),
         PrefetchSpec(
             "appointments", f"Appointment?patient={PATIENT}&status=proposed,pending,booked&_count=50"
         ),

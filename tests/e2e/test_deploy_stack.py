@@ -149,7 +149,7 @@ def prefetch_for(patient: str) -> dict[str, Any]:
             "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": code}]},
             "subject": {"reference": f"Patient/{patient}"}}}
 
-    keys = ("labs", "findings", "exams", "serviceRequests", "procedures", "reports", "medications", "appointments")
+    keys = ("labs", "findings", "exams", "serviceRequests", "procedures", "reports", "medications", "endedMedications", "appointments")
     prefetch: dict[str, Any] = dict.fromkeys(keys)
     prefetch["patient"] = {"resourceType": "Patient", "id": patient, "birthDate": "1968-04-02", "gender": "male"}
     prefetch["conditions"] = {"resourceType": "Bundle", "type": "searchset",

@@ -231,6 +231,54 @@ def test_topical_drugs_ignored() -> None:
     assert record(med).meds_in(["hydrocortisone"])
 
 
+def test_finished_courses_keep_their_end_apart_from_current_meds() -> None:
+    """Issue 19: a completed/stopped course is never a current drug; its end comes from the validity
+    period, a statement's effective period, or the order date plus the expected supply."""
+    pred = {"text": "prednisone 20 mg oral tablet"}
+    by_supply = {
+        "resourceType": "MedicationRequest", "id": "m1", "status": "stopped", "medicationCodeableConcept": pred,
+        "authoredOn": ago(30), "dispenseRequest": {"expectedSupplyDuration": {"value": 2, "code": "wk"}},
+    }
+    by_period = {
+        "resourceType": "MedicationStatement", "id": "m2", "status": "completed", "medicationCodeableConcept": pred,
+        "effectivePeriod": {"start": ago(50), "end": ago(40)},
+    }
+    no_end = {"resourceType": "MedicationRequest", "id": "m3", "status": "completed", "medicationCodeableConcept": pred}
+    rec = record(by_supply, by_period, no_end)
+    assert rec.meds == []
+    ends = {m.ref: m.ended for m in rec.ended_meds}
+    assert ends == {"MedicationRequest/m1": NOW - timedelta(days=16), "MedicationStatement/m2": NOW - timedelta(days=40)}
+
+
+def test_recent_corticosteroid_taper_is_a_drug_cause() -> None:
+    from cds_service.clinical.moments import Moment
+    from cds_service.clinical.rules.base import RuleContext
+    from cds_service.clinical.rules.management import TAPER_ENDED_DAYS, r13_drug_causes
+
+    def course(rid: str, status: str, end_days: float, text: str = "prednisone 20 mg oral tablet") -> dict[str, Any]:
+        return {
+            "resourceType": "MedicationRequest", "id": rid, "status": status, "authoredOn": ago(end_days + 14),
+            "medicationCodeableConcept": {"text": text},
+            "dispenseRequest": {"validityPeriod": {"end": ago(end_days)}},
+        }
+
+    def r13(*res: dict[str, Any]) -> Hit | None:
+        rec = record(cond("R25.3"), *res)
+        return r13_drug_causes(rec, RuleContext(now=NOW, moment=Moment.CHART, lookbacks={}, triggers=rec.has("fasciculation")))
+
+    hit = r13(course("m1", "completed", 10))
+    assert hit is not None and hit.values["drugs"] == "prednisone 20 mg oral tablet"
+    assert hit.lines == [
+        f"prednisone 20 mg oral tablet: corticosteroid course ended {(NOW - timedelta(days=10)).date()} (completed); "
+        "the sources name corticosteroid use as a potential trigger, particularly with rapid tapering: ask whether "
+        "it was tapered."
+    ]
+    assert r13(course("m1", "stopped", TAPER_ENDED_DAYS + 1)) is None  # ended too long ago
+    assert r13(course("m1", "completed", 5, text="furosemide 40 mg oral tablet")) is None  # tapers are steroids only
+    active = r13(course("m2", "active", -30))  # an active steroid: today's behaviour, no taper line
+    assert active is not None and active.lines == []
+
+
 def test_in_scope_is_the_cheap_first_check() -> None:
     assert not in_scope(T, {"Condition": [cond("I10")], "Observation": [obs("8867-4")]})
     assert in_scope(T, {"Condition": [cond("R25.3")]})

@@ -8,7 +8,7 @@ import re
 from datetime import timedelta
 
 from cds_service.clinical.moments import CHART
-from cds_service.clinical.record_model import PatientRecord
+from cds_service.clinical.record_model import Medication, PatientRecord
 from cds_service.clinical.rules.base import EMG, UMN, Basis, Hit, RuleContext, Suggest, fmt_date, rule
 from cds_service.clinical.rules.safety import (
     exam_lines,
@@ -38,6 +38,11 @@ NOT_YET_BENIGN = ("R04", "R05b", "R05d", "R05e", "R05f", "R06", "R07", "R08", "R
 NOT_YET_BENIGN_SEEDS = ("R23", "R24", "R25", "R26", "R28")
 CAUSE_CLASSES = ("diuretics", "corticosteroids_systemic", "estrogens", "penicillins")
 CURRENT_MEDICATION_DAYS = 365  # a prescription, statement or dispense this recent makes a drug current
+# Issue 19: seed 002 names "rapid tapering" of corticosteroids as a trigger but gives no time window.
+# 30 days is a conservative choice (about the 2-4 week reassessment interval of seed 000): a course
+# that ended this recently may still explain current twitching; older ones are not listed.
+TAPER_ENDED_DAYS = 30
+STEROIDS = "corticosteroids_systemic"
 
 
 def _progressive(text: str) -> bool:
@@ -202,9 +207,10 @@ def r12_screening(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     "R13",
     "Possible medication-induced fasciculations",
     CHART,
-    "an active diuretic, systemic corticosteroid, estrogen or penicillin; warning instead of info when R05g found "
-    "low electrolytes; a drug with no prescription, statement or dispense in 365 days is shown as 'recorded "
-    "active since <year>, confirm it is current'",
+    "an active diuretic, systemic corticosteroid, estrogen or penicillin, or a systemic corticosteroid course "
+    "completed or stopped with its end (validity or effective period end, or order date + expected supply) within "
+    "30 days; warning instead of info when R05g found low electrolytes; a drug with no prescription, statement "
+    "or dispense in 365 days is shown as 'recorded active since <year>, confirm it is current'",
     (
         (S004, "Drug side effect (such as diuretics, corticosteroids and estrogens)"),
         (
@@ -224,11 +230,18 @@ def r13_drug_causes(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
     t = terminology()
     members = [m for g in CAUSE_CLASSES for m in t.drug_classes.get(g, [])]
     meds = rec.meds_in(members)
-    if not meds:
+    tapers = _recent_tapers(rec, ctx)
+    if not meds and not tapers:
         return None
     indicator = "warning" if "R05g" in ctx.fired else "info"
     hit = Hit("R13", "drug-causes", indicator, [Basis.of(m) for m in meds])
-    hit.values["drugs"] = ", ".join(sorted({m.label for m in meds}))
+    hit.basis += [Basis(f"{m.label} ({m.status}, ended)", m.ended, m.ref) for m in tapers]
+    hit.values["drugs"] = ", ".join(sorted({m.label for m in (*meds, *tapers)}))
+    for m in tapers:
+        hit.lines.append(
+            f"{m.label}: corticosteroid course {_ended(m, ctx)}; the sources name "
+            "corticosteroid use as a potential trigger, particularly with rapid tapering: ask whether it was tapered."
+        )
     for m in meds:
         # "Active" alone is not "current": generators and old systems leave prescriptions from
         # decades ago active (issue 17 section 2). Recency = prescription date, statement date or
@@ -244,6 +257,25 @@ def r13_drug_causes(rec: PatientRecord, ctx: RuleContext) -> Hit | None:
             f"dispense in the last {CURRENT_MEDICATION_DAYS} days)."
         )
     return hit
+
+
+def _recent_tapers(rec: PatientRecord, ctx: RuleContext) -> list[Medication]:
+    """Systemic corticosteroid courses that ended (completed/stopped) within TAPER_ENDED_DAYS: seed
+    002 singles out rapid tapering, which by definition shows only once the course is over."""
+    steroids = set(terminology().drug_classes.get(STEROIDS, []))
+    cutoff = ctx.now - timedelta(days=TAPER_ENDED_DAYS)
+    return sorted(
+        (m for m in rec.ended_meds if m.concepts & steroids and m.ended is not None and m.ended >= cutoff),
+        key=lambda m: m.ended or ctx.now,
+        reverse=True,
+    )
+
+
+def _ended(m: Medication, ctx: RuleContext) -> str:
+    """A course marked finished whose planned end is still ahead was stopped early, date unknown."""
+    if m.ended is not None and m.ended > ctx.now:
+        return f"{m.status} before its planned end {fmt_date(m.ended)}"
+    return f"ended {fmt_date(m.ended)} ({m.status})"
 
 
 @rule(
