@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from cds_service.settings import Settings
-from tests.support.servers import ROOT
+from tests.support.servers import ROOT, unavailable
 
 SCRIPTS = sorted(
     [*(ROOT / "deploy/container").glob("*.sh"), *(ROOT / "deploy/compose").glob("*.sh"),
@@ -30,7 +30,7 @@ HAPROXY = (ROOT / "deploy/compose/proxy/haproxy.cfg").read_text()
 def tool(name: str) -> str:
     found = shutil.which(name) or str(Path(sys.executable).parent / name)
     if not Path(found).exists():
-        pytest.skip(f"{name} not installed (pip install -e '.[test]')")
+        unavailable(f"{name} not installed (pip install -e '.[test]')")  # CI: a failure, not a skip
     return found
 
 
