@@ -35,6 +35,7 @@ import yaml
 from cds_service.clinical.services import SERVICE_IDS
 from cds_tools import fixtures
 from tests.support import stack as st
+from tests.support.client import rule_of
 from tests.support.ehr_cli import cds_cli, ok
 from tests.support.servers import ROOT, free_port
 from tests.support.trust_env import LocalIssuer
@@ -184,7 +185,7 @@ def test_stack_comes_up_healthy(stack: st.Stack) -> None:
 
 
 def summarise_patient_view(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """What fixtures/expected.yaml states of each card (as in tests/test_golden.py)."""
+    """What fixtures/expected.yaml states of each card (as in tests/e2e/test_golden.py)."""
     out = []
     for card in body["cards"]:
         codes = []
@@ -194,13 +195,12 @@ def summarise_patient_view(body: dict[str, Any]) -> list[dict[str, Any]]:
             code = s["actions"][0]["resource"]["code"]
             codes.append(f"{code['coding'][0]['system']}|{code['coding'][0]['code']}" if "coding" in code
                          else f"text:{code['text']}")
-        rule = card["detail"].rsplit("_Rule ", 1)[1].split(";", 1)[0]
-        out.append({"indicator": card["indicator"], "rule": rule, "suggests": codes})
+        out.append({"indicator": card["indicator"], "rule": rule_of(card), "suggests": codes})
     return out
 
 
 def summarise_order(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """What fixtures/order-cases.yaml states of each card (as in tests/test_order_hooks.py)."""
+    """What fixtures/order-cases.yaml states of each card (as in tests/e2e/test_order_hooks.py)."""
     out = []
     for card in body["cards"]:
         deletes, creates = [], []
@@ -211,8 +211,7 @@ def summarise_order(body: dict[str, Any]) -> list[dict[str, Any]]:
                 elif len(s["actions"]) == 1:
                     code = a["resource"]["code"]
                     creates.append(f"{code['coding'][0]['system']}|{code['coding'][0]['code']}")
-        rule = card["detail"].rsplit("_Rule ", 1)[1].split(";", 1)[0]
-        out.append({"rule": rule, "indicator": card["indicator"], "delete": deletes, "suggests": creates})
+        out.append({"rule": rule_of(card), "indicator": card["indicator"], "delete": deletes, "suggests": creates})
     return out
 
 
