@@ -32,6 +32,7 @@ from cds_service.burden.adapter import Answer, Pipeline, answer
 from cds_service.burden.ehr import prefetch_for
 from cds_service.burden.population import Patient
 from cds_service.clinical.engine import in_scope
+from cds_service.clinical.record_builder import age_on
 from cds_service.clinical.terminology import Terminology
 from cds_service.protocol.models import HookRequest
 
@@ -167,16 +168,9 @@ def lab_gap_names(ans: Answer) -> set[str] | None:
 
 
 def _age(resources: list[dict[str, Any]], now: datetime) -> int | None:
-    """Whole years from the Patient's birthDate (None when absent or unreadable)."""
-    for r in resources:
-        birth = r.get("birthDate") if r.get("resourceType") == "Patient" else None
-        if isinstance(birth, str) and len(birth) >= 4 and birth[:4].isdigit():
-            try:
-                born = datetime.fromisoformat(birth[:10]) if len(birth) >= 10 else datetime(int(birth[:4]), 7, 1)
-            except ValueError:
-                return None
-            return now.year - born.year - ((now.month, now.day) < (born.month, born.day))
-    return None
+    """The Patient's age in whole years, as the rules compute it (None without a birthDate)."""
+    patient = next((r for r in resources if r.get("resourceType") == "Patient"), None)
+    return age_on(patient.get("birthDate"), now) if patient is not None else None
 
 
 def verdict(truth: bool, named: bool) -> str:

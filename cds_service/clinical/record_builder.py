@@ -35,6 +35,16 @@ MRC_GRADE = re.compile(r"^\s*([0-5])\s*([+-])?\s*(/\s*5)?\s*$")
 _DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?")
 
 
+def age_on(birth_date: Any, now: datetime) -> int | None:
+    """Whole years from a FHIR ``birthDate`` to ``now`` (a partial date counts from its first
+    day); None when absent or unreadable. Shared by the record and the burden report, so the
+    report's paediatric exclusion is the rules' own notion of age."""
+    born = parse_when(birth_date)
+    if born is None:
+        return None
+    return max(now.year - born.year - ((now.month, now.day) < (born.month, born.day)), 0)
+
+
 def parse_when(value: Any) -> datetime | None:
     """FHIR date/dateTime/instant -> aware UTC datetime (partial dates at their first instant)."""
     if not isinstance(value, str) or not _DATE.match(value):
@@ -228,10 +238,9 @@ class RecordBuilder:
         return rec
 
     def _patient(self, rec: PatientRecord, p: dict[str, Any]) -> None:
-        born = parse_when(p.get("birthDate"))
-        if born is not None:
-            years = rec.now.year - born.year - ((rec.now.month, rec.now.day) < (born.month, born.day))
-            rec.age = max(years, 0)
+        age = age_on(p.get("birthDate"), rec.now)
+        if age is not None:
+            rec.age = age
         if isinstance(p.get("gender"), str):
             rec.sex = p["gender"]
 
