@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 
 from cds_service.data.prefetch import PrefetchSpec
+from cds_service.data.sieve import Sieve
 from cds_service.protocol.models import CdsResponse, Hook, HookRequest, ServiceDescriptor
 
 if TYPE_CHECKING:
@@ -87,6 +88,9 @@ class ServiceDefinition:
     handler: Handler
     prefetch: tuple[PrefetchSpec, ...] = ()
     usage_requirements: str | None = None
+    # Which prefetched resources the handler can use at all (cds_service/data/sieve.py): the
+    # others reach it as their few head fields only, so they cost almost nothing to decode.
+    sieve: Sieve | None = None
 
     def descriptor(self) -> ServiceDescriptor:
         return ServiceDescriptor(
@@ -111,6 +115,7 @@ class Registry:
         self._ids: dict[str, list[str]] = {}
         # Deprecated (old id, hook) -> the service that now answers it; served, never discovered.
         self._aliases: dict[tuple[str, str], ServiceDefinition] = {}
+        self._sieves: dict[str, Sieve | None] = {}  # sieve_of, per id; cleared by add and add_alias
         # Human-readable pages a topic publishes (evidence behind its cards), served as
         # GET /evidence/{name}; the function gets the base URL and returns HTML.
         self.pages: dict[str, Callable[[str], str]] = {}
@@ -130,6 +135,7 @@ class Registry:
         if len(keys) != len(set(keys)):
             raise ValueError(f"service {service.id!r}: duplicate prefetch keys")
         self._by_key[key] = service
+        self._sieves.clear()
         self._ids.setdefault(service.id, []).append(service.hook)
 
     def add_alias(self, old_id: str, hook: str, target_id: str) -> None:
@@ -142,6 +148,7 @@ class Registry:
         if (old_id, hook) in self._by_key or (old_id, hook) in self._aliases:
             raise ValueError(f"alias {old_id!r}/{hook!r} would shadow a registered pair")
         self._aliases[(old_id, hook)] = target
+        self._sieves.clear()
 
     def has_id(self, service_id: str) -> bool:
         return service_id in self._ids or any(k[0] == service_id for k in self._aliases)
@@ -153,6 +160,14 @@ class Registry:
         """The service for ``(id, hook)``, a deprecated alias included (its ``id`` then differs
         from ``service_id``, which is how the endpoint knows to log the deprecation)."""
         return self._by_key.get((service_id, hook)) or self._aliases.get((service_id, hook))
+
+    def sieve_of(self, service_id: str) -> Sieve | None:
+        """The sieve for a call to ``service_id``, known before the body (and so the hook) is
+        read: the one sieve every hook of that id (or alias) declares, else None (decode all)."""
+        if service_id not in self._sieves:
+            found = {s.sieve for (sid, _), s in (*self._by_key.items(), *self._aliases.items()) if sid == service_id}
+            self._sieves[service_id] = found.pop() if len(found) == 1 else None
+        return self._sieves[service_id]
 
     def all(self) -> list[ServiceDefinition]:
         return list(self._by_key.values())

@@ -190,6 +190,14 @@ def _result_ref(ref: Any) -> str:
     return ""
 
 
+# The request decoder's sieve for Observations (cds_service/data/sieve.py): the fields that decide
+# whether one can matter (``RecordBuilder.observation_can_matter``), and what every step reads of
+# one that cannot (``build``: status and id for the result references; the subject screen: subject
+# and patient).
+OBSERVATION_KEY = ("code", "valueCodeableConcept")
+OBSERVATION_STUB = ("status", "subject", "patient")
+
+
 class RecordBuilder:
     """Builds a PatientRecord from gathered FHIR JSON, keeping only what matches a concept."""
 
@@ -216,7 +224,8 @@ class RecordBuilder:
         for o in resources.get("Observation", ()):
             if string(o.get("status")) in RESULT and isinstance(o.get("id"), str):
                 rec.observation_refs.add(f"Observation/{o['id']}")
-            self._observation(rec, o)
+            if "code" in o or "valueCodeableConcept" in o:  # without either it names nothing
+                self._observation(rec, o)
         for kind in ("ServiceRequest", "Procedure", "DiagnosticReport"):
             for r in resources.get(kind, ()):
                 self._order(rec, r)
@@ -236,6 +245,23 @@ class RecordBuilder:
         for results in rec.labs.values():
             results.sort(key=lambda r: r.when or datetime.min.replace(tzinfo=UTC), reverse=True)
         return rec
+
+    def observation_can_matter(self, kind: str, fields: dict[str, Any]) -> bool:
+        """Whether an Observation (``fields``: its ``OBSERVATION_KEY`` fields) can add anything
+        to the record beyond its reference; the request decoder (``cds_service/data/sieve.py``)
+        decodes the rest of it only when this is true, and otherwise passes on its
+        ``OBSERVATION_STUB`` fields only. It mirrors the first tests of ``_observation`` and
+        ``_exam``: with no concept in ``code`` (codings and text) and none in the coded value,
+        both return before reading anything else, and with neither field present they return
+        the same way (``in_scope`` likewise finds nothing). Kept beside them so a change to
+        either is a change here too; tests/unit/test_sieve_equivalence.py holds the two paths
+        to the same cards."""
+        if kind != "Observation":
+            return True
+        return bool(
+            self.t.match_cc(fields.get("code"), use_text=True)
+            or self.t.match_cc(fields.get("valueCodeableConcept"), use_text=False)
+        )
 
     def _patient(self, rec: PatientRecord, p: dict[str, Any]) -> None:
         age = age_on(p.get("birthDate"), rec.now)

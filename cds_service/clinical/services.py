@@ -20,10 +20,12 @@ from cds_service.clinical import education
 from cds_service.clinical.drafts import read_drafts
 from cds_service.clinical.moments import Moment
 from cds_service.clinical.pipeline import RECORD_TYPES, Situation, Topic, collect
+from cds_service.clinical.record_builder import OBSERVATION_KEY, OBSERVATION_STUB
 from cds_service.clinical.settings import TopicSettings
 from cds_service.clinical.sources import cite
 from cds_service.clinical.terminology import LOINC, SNOMED, Terminology
 from cds_service.data.prefetch import PrefetchSpec
+from cds_service.data.sieve import Sieve
 from cds_service.protocol.errors import PreconditionFailed
 from cds_service.protocol.models import (
     EncounterStartContext,
@@ -282,6 +284,11 @@ def register(registry: Registry, settings: Settings, topic: Topic | None = None)
     read, for the cards' SMART-app link."""
     svc = WorkupService(topic, smart_launch_url(settings))
     prefetch = prefetch_templates(svc.t)
+    sieve = Sieve(
+        key={"Observation": OBSERVATION_KEY},
+        stub={"Observation": OBSERVATION_STUB},
+        keep=svc.topic.builder.observation_can_matter,
+    )
     for hook, moment in svc.topic.hook_moments.items():
         title, description = MOMENT_TEXT[moment]
         service_id = SERVICE_IDS.get(hook, f"fasciculation-{hook.value}")
@@ -294,6 +301,7 @@ def register(registry: Registry, settings: Settings, topic: Topic | None = None)
                 handler=svc.handle,
                 prefetch=prefetch,
                 usage_requirements=USAGE,
+                sieve=sieve,
             )
         )
         if service_id != SERVICE_ID:

@@ -11,6 +11,7 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from cds_service.call import validation_message
+from cds_service.data.sieve import Sieve, lean_loads
 from cds_service.protocol.errors import BadRequest, CdsError, NotFound
 from cds_service.registry import Registry
 from cds_service.settings import Settings
@@ -19,8 +20,9 @@ from cds_service.trust.limits import check_json_shape, fits_shape
 M = TypeVar("M", bound=BaseModel)
 
 
-async def read_json_object(request: Request, settings: Settings) -> dict[str, Any]:
-    """The body as a JSON object, within the byte, depth and element limits of the settings."""
+async def read_json_object(request: Request, settings: Settings, sieve: Sieve | None = None) -> dict[str, Any]:
+    """The body as a JSON object, within the byte, depth and element limits of the settings;
+    with a ``sieve``, prefetched resources the service cannot use are decoded as heads only."""
     limit = settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -33,7 +35,7 @@ async def read_json_object(request: Request, settings: Settings) -> dict[str, An
     if not body:
         raise BadRequest("Request body is empty; a JSON object is required")
     try:
-        data = orjson.loads(body)
+        data = orjson.loads(body) if sieve is None else lean_loads(body, sieve)
     except orjson.JSONDecodeError:
         raise BadRequest("Request body is not valid JSON") from None
     if not isinstance(data, dict):
@@ -50,7 +52,7 @@ async def parse_for_service(
     the body), 400 naming the fields for a body that does not fit."""
     if not registry.has_id(service_id):
         raise NotFound(f"No CDS service with id '{service_id}'")
-    raw = await read_json_object(request, settings)
+    raw = await read_json_object(request, settings, registry.sieve_of(service_id))
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

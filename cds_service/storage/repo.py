@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import orjson
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -141,6 +141,25 @@ class Store:
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
         self._issued_stmt = self._insert(IssuedCardRow).on_conflict_do_nothing(index_elements=["card_uuid"])
+        self._snooze_stmt = (
+            select(
+                IssuedCardRow.rule_id,
+                IssuedCardRow.fingerprint,
+                CardSnoozeRow.outcome,
+                IssuedCardRow.issued_at,
+                CardSnoozeRow.expires_at,
+                IssuedCardRow.concepts,
+            )
+            .join(IssuedCardRow, IssuedCardRow.card_uuid == CardSnoozeRow.card_uuid)
+            .where(
+                IssuedCardRow.patient_hash == bindparam("ph"),
+                IssuedCardRow.service_id == bindparam("sid"),
+                CardSnoozeRow.service_id == bindparam("sid"),
+                IssuedCardRow.indicator != "critical",
+                IssuedCardRow.fingerprint.is_not(None),
+                CardSnoozeRow.expires_at > bindparam("now"),
+            )
+        )
 
     async def save_feedback(
         self,
@@ -210,28 +229,11 @@ class Store:
     async def active_snoozes(self, service_id: str, patient_hash: str, now: datetime) -> list[RememberedAnswer]:
         """The patient's remembered answers still in force, for this service: one indexed query,
         joined to the issued card for its rule and fingerprint. Critical cards are never returned
-        (override memory must not hide one, whatever feedback said)."""
-        q = (
-            select(
-                IssuedCardRow.rule_id,
-                IssuedCardRow.fingerprint,
-                CardSnoozeRow.outcome,
-                IssuedCardRow.issued_at,
-                CardSnoozeRow.expires_at,
-                IssuedCardRow.concepts,
-            )
-            .join(IssuedCardRow, IssuedCardRow.card_uuid == CardSnoozeRow.card_uuid)
-            .where(
-                IssuedCardRow.patient_hash == patient_hash,
-                IssuedCardRow.service_id == service_id,
-                CardSnoozeRow.service_id == service_id,
-                IssuedCardRow.indicator != "critical",
-                IssuedCardRow.fingerprint.is_not(None),
-                CardSnoozeRow.expires_at > now,
-            )
-        )
-        async with self.sessions() as session:
-            rows = (await session.execute(q)).all()
+        (override memory must not hide one, whatever feedback said). Every call runs it, so it is
+        one prepared statement on a plain connection: an ORM session around it doubled its CPU
+        cost (0.67 against 0.36 ms a call, SQLite and PostgreSQL alike; docs/performance.md)."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(self._snooze_stmt, {"ph": patient_hash, "sid": service_id, "now": now})).all()
         return [
             RememberedAnswer(
                 rule_id=r[0],
@@ -251,8 +253,8 @@ class Store:
         if not cards:
             return
         rows = [{**c.__dict__, "concepts": list(c.concepts) or None, "fingerprint": c.fingerprint or None} for c in cards]
-        async with self.sessions.begin() as session:
-            await session.execute(self._issued_stmt, rows)
+        async with self.engine.begin() as conn:  # a plain connection: no ORM session per batch
+            await conn.execute(self._issued_stmt, rows)
 
     async def save_audit_event(self, row: Mapping[str, object]) -> None:
         """One ``audit_events`` row (column name to value, already PHI-free and cut to size)."""

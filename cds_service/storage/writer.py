@@ -46,8 +46,14 @@ class IssuedWriter:
         batch_size: int = 500,
         retry_seconds: tuple[float, ...] = (0.05, 0.2, 1.0, 2.0),
         journal: IssuedJournal | None = None,
+        linger_seconds: float = 0.05,
     ) -> None:
         self.store = store
+        # How long the writer waits after the first queued row before committing, so the rows of
+        # the calls answered meanwhile share one transaction: a transaction per call was the
+        # largest single cost of a small call (docs/performance.md). Rows are journalled, so the
+        # wait adds nothing to what a crash can lose; flush() and close() wait at most this long more.
+        self.linger_seconds = linger_seconds
         self.journal = journal
         self.batch_size = batch_size
         self.retry_seconds = retry_seconds
@@ -147,6 +153,8 @@ class IssuedWriter:
             await self._replay()
         while True:
             batch = [await self._queue.get()]
+            if self.linger_seconds > 0 and not self._closing and self._queue.qsize() < self.batch_size:
+                await asyncio.sleep(self.linger_seconds)
             while len(batch) < self.batch_size and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             self._unfinished_batch = len(batch)
