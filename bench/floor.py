@@ -37,6 +37,16 @@ async def call_service(service_id: str, request: Request) -> Response:
     return Response(CARD, media_type="application/json")
 
 
+@app.post("/receive-only/{service_id}")
+async def receive_only(service_id: str, request: Request) -> Response:
+    """Read the whole body and answer the fixed card without parsing it: the part of every call
+    that is the HTTP server's (uvicorn reading the socket, the ASGI body messages). No service
+    that reads its request can use less CPU than this, so ``receive-only req/s / floor req/s`` is
+    the highest ratio to the floor any such service could reach (docs/performance.md)."""
+    await request.body()
+    return Response(CARD, media_type="application/json")
+
+
 @app.get("/healthz")
 async def healthz() -> Response:
     """Readiness probe for the benchmark runner."""

@@ -391,6 +391,10 @@ class Bench:
             Row("floor2000none", "floor, 2,000-Obs no-fasciculation body", "floor", "/cds-services/floor",
                 bodies["bg2000-no-trigger"]),
             Row("floor50", "floor, 50-Obs body", "floor", "/cds-services/floor", bodies["bg50-r04"]),
+            Row("recv300", "receive only (floor without the parse), 300-Obs body", "floor", "/receive-only/floor",
+                bodies["bg300-r01"], note="the HTTP server's share of every call"),
+            Row("recv2000none", "receive only, 2,000-Obs no-fasciculation body", "floor", "/receive-only/floor",
+                bodies["bg2000-no-trigger"], note="the HTTP server's share of every call"),
         ]
         for key, name, size in (("hc300", "bg300-r01", "300"), ("hc2000", "bg2000-r01", "2,000")):
             self.rows.append(Row(key, f"HealthChain {HC_VERSION}, {size}-Obs body", "healthchain", HC_PATH,
@@ -501,6 +505,16 @@ class Bench:
         ratio("patient-view 2,000 Obs throughput / floor", "pv2000", "floor2000", 1.5, "req/s ratio, 8 connections")
         ratio("no-fasciculation 2,000 Obs throughput / floor", "pv2000none", "floor2000none", 3.0,
               "req/s ratio, 8 connections, floor on the same body")
+        # Ceilings: receive-only over the floor is the most any service that reads its body could
+        # reach against the floor (its own work costing nothing); a goal above it cannot be met.
+        for key, floor, label in (("recv300", "floor300", "300 Obs"), ("recv2000none", "floor2000none",
+                                                                        "2,000 Obs no fasciculation")):
+            rr, rf = rows.get(key), rows.get(floor)
+            if rr and rf and not rr.skipped and not rf.skipped and rf.load.throughput:
+                value = rr.load.throughput / rf.load.throughput
+                out.append({"target": f"ceiling: receive-only / floor, {label}", "goal": "bound",
+                            "value": round(value, 2), "met": None,
+                            "why": "the highest ratio to the floor a service reading this body over HTTP can reach"})
         for row in self.rows:
             if row.server != "service" or row.skipped or not row.latency.count:
                 continue
