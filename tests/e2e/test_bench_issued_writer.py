@@ -103,6 +103,37 @@ class FlakyStore(Store):
         await super().record_issued(rows)
 
 
+class CountingStore(Store):
+    """Records the size of every batch the writer commits."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner.engine)
+        self.batches: list[int] = []
+
+    async def record_issued(self, rows: Sequence[IssuedCard]) -> None:
+        self.batches.append(len(rows))
+        await super().record_issued(rows)
+
+
+@pytest.mark.parametrize("linger", [0.2, 0.0])
+async def test_rows_of_calls_answered_meanwhile_share_one_transaction(tmp_path: Path, linger: float) -> None:
+    """Issue 15: the writer waits ``linger_seconds`` after the first queued row, so the rows of the
+    calls answered meanwhile are committed together (a transaction per call cost more CPU than the
+    rules); without the wait, the first call's rows go alone."""
+    store = CountingStore(await store_at(tmp_path))
+    writer = IssuedWriter(store, linger_seconds=linger)
+    writer.start()
+    await writer.submit(cards(2))
+    await asyncio.sleep(0)  # the writer takes the first rows
+    for _ in range(4):  # four more calls answered while it waits
+        await writer.submit(cards(2))
+    await asyncio.wait_for(writer.flush(), 5)
+    assert await count(store) == 10
+    assert store.batches == ([10] if linger else [2, 8])
+    await writer.close()
+    await store.engine.dispose()
+
+
 async def test_failed_batches_are_retried_not_dropped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     flaky = FlakyStore(await store_at(tmp_path), failures=3)
     writer = IssuedWriter(flaky, retry_seconds=(0.01,))
