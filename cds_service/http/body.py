@@ -27,11 +27,17 @@ async def read_json_object(request: Request, settings: Settings, sieve: Sieve | 
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise CdsError(413, f"Request body larger than {limit} bytes")
-    body = bytearray()
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
             raise CdsError(413, f"Request body larger than {limit} bytes")
+    # One allocation of the final size: growing a bytearray chunk by chunk re-mapped and copied
+    # a 2 MB body several times (fresh pages each time; docs/performance.md).
+    body = b"".join(chunks)
+    del chunks
     if not body:
         raise BadRequest("Request body is empty; a JSON object is required")
     try:
