@@ -170,7 +170,7 @@ class _Shape(Exception):
 
 
 def _bundle_or_resource(raw: msgspec.Raw, sieve: Sieve) -> Any:
-    if memoryview(raw)[:1] != b"{":  # null, a list, a string: whatever it is, as it is
+    if memoryview(raw)[:1].tobytes() != b"{":  # null, a list, a string: whatever it is, as it is
         return orjson.loads(memoryview(raw))
     try:
         out = sieve.bundle(raw)
