@@ -97,6 +97,23 @@ def test_reference_forms() -> None:
     assert referenced_patient({"subject": {"identifier": {"value": "x"}}}) is None
 
 
+def test_remembered_reference_answers_are_the_same() -> None:
+    """The per-screen memo (issue 15) gives what the search gives, for every form above and for
+    a resource whose ``subject`` names no patient but whose ``patient`` does."""
+    forms = [
+        {"subject": {"reference": "Patient/a-1"}},
+        {"subject": {"reference": " https://x.test/fhir/Patient/a-1/_history/3 "}},
+        {"patient": {"reference": "Patient/a.2"}},
+        {"subject": {"reference": "Group/g"}, "patient": {"reference": "Patient/b"}},
+        {"subject": {"reference": "urn:uuid:1234"}},
+        {"subject": {"reference": 7}, "patient": {"reference": "Patient/a-1"}},
+    ]
+    seen: dict[str, str | None] = {}
+    for _ in range(2):
+        assert [referenced_patient(r, seen) for r in forms] == [referenced_patient(r) for r in forms]
+    assert seen["Group/g"] is None and seen["Patient/a-1"] == "a-1"
+
+
 def test_prefetched_patient_of_another_subject_is_refused(server: CdsServer) -> None:
     body = hook_body(patient=ME, prefetch={"patient": {"resourceType": "Patient", "id": OTHER}})
     r = httpx.post(server.url(SVC), json=body, timeout=30)
