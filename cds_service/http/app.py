@@ -56,6 +56,9 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Before any thread exists (database driver, fsync): large bodies' memory goes back to the
+        # system, and the threads share two malloc arenas (cds_service/ops/memory.py).
+        pin_mmap_threshold()
         settings.warn_if_dev(log)
         if settings.migrate_on_start:
             await upgrade_async(settings.db_url)
@@ -79,7 +82,6 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         gc.collect()
         gc.freeze()
         gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
-        pin_mmap_threshold()  # large bodies' memory goes back to the system (cds_service/ops/memory.py)
         log.info(
             "service ready",
             extra={

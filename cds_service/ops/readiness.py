@@ -14,13 +14,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import redis.asyncio as aioredis
-from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cds_service.storage.db import alembic_config
+from cds_service.storage import db
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 log = logging.getLogger("cds.health")
 
@@ -28,8 +30,7 @@ log = logging.getLogger("cds.health")
 @lru_cache(maxsize=1)
 def migration_heads() -> frozenset[str]:
     """The Alembic head revision(s) shipped with this code (read once from the package)."""
-    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
-    return frozenset(script.get_heads())
+    return db.migration_heads()
 
 
 class Readiness:
@@ -40,6 +41,8 @@ class Readiness:
         self.timeout = timeout
         self.redis: aioredis.Redis | None = None
         if redis_url:
+            import redis.asyncio as aioredis  # only when configured: ~6 MB per worker otherwise
+
             self.redis = aioredis.Redis.from_url(
                 redis_url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
             )

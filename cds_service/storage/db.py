@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -64,6 +66,11 @@ def make_engine(
 
 
 def alembic_config(url: str) -> Config:
+    """Alembic's configuration for ``url``. Alembic is imported here, not at module level: a
+    worker that does not migrate at start (the production setting) never loads it (~10 MB of
+    resident memory per worker, issue 15)."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -72,11 +79,33 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Apply migrations (blocking; run from a thread or the CLI)."""
+    from alembic import command
+
     command.upgrade(alembic_config(url), revision)
 
 
 def downgrade(url: str, revision: str) -> None:
+    from alembic import command
+
     command.downgrade(alembic_config(url), revision)
+
+
+def migration_heads() -> frozenset[str]:
+    """The head revision(s) of the migrations shipped with this code, read from the revision files
+    (their ``revision`` and ``down_revision`` assignments) without importing Alembic; the readiness
+    check needs only these ids. tests/unit/test_migrations.py holds it to Alembic's own answer."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in sorted((MIGRATIONS / "versions").glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+                continue
+            name, value = node.targets[0].id, ast.literal_eval(node.value)
+            if name == "revision":
+                revisions.add(str(value))
+            elif name == "down_revision" and value is not None:
+                parents.update([value] if isinstance(value, str) else value)
+    return frozenset(revisions - parents)
 
 
 async def upgrade_async(url: str) -> None:
