@@ -109,7 +109,7 @@ async def run_call(
     patient_hash = hash_patient(settings.hash_key, str(req.context.get("patientId") or ""))
     record.hook, record.hook_instance, record.patient = req.hook, req.hookInstance[:200], patient_hash
     check_fhir_server(req, client, settings.https_fhir_only)
-    data = await gatherer.gather(service.prefetch, req)
+    data = await gatherer.gather(service.prefetch, req, service.sieve)
     record.foreign_dropped = screen_subject(data, str(req.context.get("patientId") or ""))
     now = now or datetime.now(UTC)
     snoozes = await remembered(memory, service_id, patient_hash, now)

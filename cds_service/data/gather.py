@@ -39,6 +39,7 @@ import orjson
 from cds_service.data.complete import cut_without_link, merge_pages
 from cds_service.data.fhir_auth import scope_refusal, token_refusal
 from cds_service.data.prefetch import PrefetchSpec
+from cds_service.data.sieve import Sieve, lean_bundle
 from cds_service.data.templates import render_for_fetch, token_values
 from cds_service.data.tls import client_tls_context, tls_verify_failed
 from cds_service.jsonshape import items
@@ -173,7 +174,9 @@ class Gatherer:
         # (see _fetch), so it never waits inside the pool.
         self._slots = asyncio.Semaphore(settings.fhir_max_connections)
 
-    async def gather(self, specs: tuple[PrefetchSpec, ...], request: HookRequest) -> GatheredData:
+    async def gather(
+        self, specs: tuple[PrefetchSpec, ...], request: HookRequest, sieve: Sieve | None = None
+    ) -> GatheredData:
         data = GatheredData()
         given = request.prefetch or {}
         to_fetch: list[tuple[PrefetchSpec, str | None, list[dict[str, Any]], str | None]] = []
@@ -203,7 +206,7 @@ class Gatherer:
                 to_fetch.append((spec, None, [], "not in prefetch"))
 
         if to_fetch:
-            await self._fetch_all(request, to_fetch, data)
+            await self._fetch_all(request, to_fetch, data, sieve)
 
         for spec in specs:
             data.keys[spec.key].required = spec.required
@@ -234,6 +237,7 @@ class Gatherer:
         request: HookRequest,
         jobs: list[tuple[PrefetchSpec, str | None, list[dict[str, Any]], str | None]],
         data: GatheredData,
+        sieve: Sieve | None = None,
     ) -> None:
         refusal = self._can_fetch(request)
         values = token_values(request.context)
@@ -264,7 +268,7 @@ class Gatherer:
                 url = request.fhirServer.rstrip("/") + "/" + rendered.lstrip("/")
             else:
                 url = next_url
-            task = asyncio.create_task(self._fetch(url, request, spec.all_pages, stop_at))
+            task = asyncio.create_task(self._fetch(url, request, spec.all_pages, stop_at, sieve))
             tasks[task] = (spec, so_far)
         if not tasks:
             return
@@ -340,7 +344,7 @@ class Gatherer:
             self._slots.release()
 
     async def _fetch(
-        self, url: str, request: HookRequest, all_pages: bool, stop_at: float
+        self, url: str, request: HookRequest, all_pages: bool, stop_at: float, sieve: Sieve | None = None
     ) -> tuple[list[dict[str, Any]], bool]:
         """GET one query (and its next pages) -> (resources, stopped at the page cap).
 
@@ -370,7 +374,9 @@ class Gatherer:
             if not 200 <= resp.status_code < 300:
                 raise _FetchFailed(f"FHIR server answered HTTP {resp.status_code}")
             try:
-                body = orjson.loads(resp.content)
+                # With the service's sieve, resources it cannot use arrive as stubs, as in a
+                # prefetch (cds_service/data/sieve.py); the answer is the same either way.
+                body = orjson.loads(resp.content) if sieve is None else lean_bundle(resp.content, sieve)
             except orjson.JSONDecodeError:
                 raise _FetchFailed("FHIR server sent invalid JSON") from None
             if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):

@@ -35,7 +35,7 @@ from cds_service.clinical.record_builder import OBSERVATION_STUB
 from cds_service.clinical.services import SERVICE_ID, SERVICE_IDS, prefetch_templates, register
 from cds_service.clinical.terminology import ICD10CM, LOINC, SNOMED, terminology
 from cds_service.data.gather import Gatherer
-from cds_service.data.sieve import ENTRY_FIELDS, Sieve, lean_loads
+from cds_service.data.sieve import ENTRY_FIELDS, Sieve, lean_bundle, lean_loads
 from cds_service.ops.record import CallRecord
 from cds_service.protocol.errors import CdsError
 from cds_service.protocol.models import Hook, HookRequest
@@ -296,6 +296,33 @@ def test_the_decoder_fails_exactly_when_orjson_fails(body: bytes) -> None:
     except orjson.JSONDecodeError as exc:
         got = ("error", type(exc))
     assert got == (stubbed(expected, SIEVE) if not isinstance(expected, tuple) else expected)
+
+
+@pytest.mark.parametrize("path", fixtures.all_fixtures()[::7], ids=lambda p: p.stem)
+def test_fetched_bundles_are_the_full_parse_with_stubs(path: Any) -> None:
+    """What a FHIR server answers (``Gatherer._fetch``) goes through the same sieve: each search
+    Bundle of a fixture decodes to ``orjson.loads`` with the unusable Observations stubbed."""
+    assert SIEVE is not None
+    fx = fixtures.load(path, now=NOW)
+    for value in fixtures.prefetch_for(fx, TEMPLATES).values():
+        content = orjson.dumps(value)
+        assert lean_bundle(content, SIEVE) == stubbed({"prefetch": {"k": orjson.loads(content)}}, SIEVE)["prefetch"]["k"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"{", b"[]", b"null", b'{"resourceType": "OperationOutcome"}', b'{"resourceType": "Bundle", "entry": 3}',
+     b'{"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Observation", "x": "\xff"}}]}'],
+)
+def test_fetched_oddities_are_exactly_orjson(content: bytes) -> None:
+    assert SIEVE is not None
+    try:
+        expected: Any = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        with pytest.raises(orjson.JSONDecodeError):
+            lean_bundle(content, SIEVE)
+        return
+    assert lean_bundle(content, SIEVE) == expected
 
 
 def test_the_keep_decision_is_remembered_and_bounded() -> None:
