@@ -3,6 +3,10 @@
 Routes declare what they need (``rt: RuntimeDep``, ``record: RecordDep``, ``client: ClientDep``)
 instead of reaching into ``request.app.state`` or the ASGI scope: where state lives is decided here
 once, and a route's signature says everything it reads.
+
+Every dependency is ``async def`` although none awaits anything: FastAPI runs a plain ``def``
+dependency in its thread pool, and the five of a hook call cost ten thread hand-offs per request
+(measured with cProfile, issue 15; docs/performance.md).
 """
 
 from __future__ import annotations
@@ -37,17 +41,17 @@ class Runtime:
     readiness: Readiness
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     """The one place that knows the runtime sits on ``app.state`` (set by the lifespan)."""
     runtime: Runtime = request.app.state.rt
     return runtime
 
 
-def get_settings(rt: Annotated[Runtime, Depends(get_runtime)]) -> Settings:
+async def get_settings(rt: Annotated[Runtime, Depends(get_runtime)]) -> Settings:
     return rt.settings
 
 
-def get_record(request: Request) -> CallRecord:
+async def get_record(request: Request) -> CallRecord:
     """This request's record (created by the outer ``RecordCall`` middleware)."""
     record = record_of(request.scope)
     if record is None:  # only if the app was built without its middleware stack
@@ -55,12 +59,12 @@ def get_record(request: Request) -> CallRecord:
     return record
 
 
-def get_client(request: Request) -> ClientIdentity | None:
+async def get_client(request: Request) -> ClientIdentity | None:
     """The verified caller (None: dev profile, unauthenticated), as the trust gate left it."""
     return client_of(request.scope)
 
 
-def get_base_url(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> str:
+async def get_base_url(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> str:
     """The externally visible base URL for absolute links (``CDS_PUBLIC_BASE_URL`` behind a proxy)."""
     return (settings.public_base_url or str(request.base_url)).rstrip("/")
 
