@@ -38,6 +38,14 @@ def _serve(args: argparse.Namespace) -> int:
         return refuse(problems_of(exc))
     if not single:  # the supervisor only checked the app: the cleanup drops its own metric files
         _prepare_metrics(settings.workers, settings.metrics_enabled)
+        if settings.migrate_on_start:
+            # Once, here, before any worker starts: workers migrating at start raced each other on
+            # one database, and a worker restarted by the supervisor migrated again while the
+            # others served (a failed start there stops the whole service).
+            from cds_service.storage.db import upgrade
+
+            upgrade(settings.db_url)
+            os.environ["CDS_AUTO_MIGRATE"] = "false"
     if settings.metrics_enabled and settings.metrics_port is not None:
         _serve_metrics_port(settings.host, settings.metrics_port)
     serving.run(  # uvicorn, but SIGTERM refuses new connections at once (serving.py)

@@ -9,6 +9,11 @@ with no way to know that nothing was processed. The compose SIGTERM drill
 the listening socket as soon as it is told to stop, so once the workers have closed theirs too,
 new connections are refused immediately (a load balancer retries them on another replica) and
 only the calls already accepted are drained, for up to ``CDS_SHUTDOWN_GRACE_SECONDS``.
+
+The supervisor also pings every worker twice a second and kills one that does not answer within
+``timeout_worker_healthcheck`` (uvicorn's default: 5 s), dropping the calls it was answering. A
+worker on a saturated host can miss 5 s without being hung, so the service gives it
+``WORKER_HEALTHCHECK_SECONDS``; a worker that is really hung is still replaced, later.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from typing import Any
 
 import uvicorn
 from uvicorn.supervisors.multiprocess import Multiprocess
+
+WORKER_HEALTHCHECK_SECONDS = 30
 
 
 class _ClosingSupervisor(Multiprocess):
@@ -47,6 +54,8 @@ def run(app: Any, **options: Any) -> None:
     if int(options.get("workers") or 1) <= 1:
         uvicorn.run(app, **options)  # one process: its server closes the listener itself on SIGTERM
         return
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config.__init__).parameters:
+        options.setdefault("timeout_worker_healthcheck", WORKER_HEALTHCHECK_SECONDS)
     config = uvicorn.Config(app, **options)
     sock = config.bind_socket()
     supervisor: Any = _ClosingSupervisor  # its signature differs between uvicorn releases

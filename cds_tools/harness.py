@@ -81,12 +81,18 @@ class CdsServer:
     proc: subprocess.Popen[bytes]
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    signalled: bool = False  # a test signalled it on purpose: its stopping is not trouble
 
     def url(self, path: str = "") -> str:
         return self.base + path
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def send_signal(self, sig: int) -> None:
+        """Signal the server on purpose (drills of SIGTERM, SIGKILL)."""
+        self.signalled = True
+        self.proc.send_signal(sig)
 
 
 def service_env(port: int, work: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -126,15 +132,54 @@ def run_cds_server(
             stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
+    server: CdsServer | None = None
     try:
         try:
             wait_http(base + "/healthz", proc, timeout)
         except RuntimeError as exc:
             raise RuntimeError(f"{exc}\n--- server log ---\n{log_path.read_text(errors='replace')}") from None
-        yield CdsServer(base, proc, log_path, full_env)
+        server = CdsServer(base, proc, log_path, full_env)
+        yield server
     finally:
+        died_early = proc.poll() is not None
+        before_stop = log_path.stat().st_size if log_path.exists() else 0
         stop(proc)
+        if not (server is not None and server.signalled):
+            _keep_log_if_troubled(log_path, died_early, before_stop)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# Lines of a server log that mean something went wrong while a test used the server (before the
+# harness stopped it): a worker that died or failed to start (uvicorn's supervisor), a signal the
+# harness did not send, or an unexpected traceback.
+_TROUBLE = ("died", "failed to start", "Traceback", "Stopping parent process", "Received SIGTERM", "Received SIGINT")
+
+
+def _keep_log_if_troubled(log_path: Path, died_early: bool, before_stop: int) -> None:
+    """Keep the log of a server that stopped by itself or whose workers died, and say where it is
+    (a warning, so pytest's summary shows it even when the test that used the server passed):
+    the evidence of a failure seen only in CI must outlive the temporary directory."""
+    try:
+        data = log_path.read_bytes()
+    except OSError:
+        return
+    lines = data.decode(errors="replace").splitlines()
+    stopped_at = len(data[:before_stop].decode(errors="replace").splitlines())
+    troubled = [ln for ln in lines[:stopped_at] if any(t in ln for t in _TROUBLE)]
+    if not (died_early or troubled):
+        return
+    keep = Path(tempfile.gettempdir()) / "cds-e2e-logs"
+    keep.mkdir(exist_ok=True)
+    kept = keep / f"server-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{log_path.parent.name}.log"
+    shutil.copyfile(log_path, kept)
+    import warnings
+
+    tail = "\n".join(lines[max(stopped_at - 40, 0) : stopped_at + 3])
+    warnings.warn(
+        f"server {'exited before the test stopped it' if died_early else 'logged trouble'}; log kept at {kept}; "
+        f"last lines before the stop:\n{tail}",
+        stacklevel=2,
+    )
 
 
 # ------------------------------------------------------------------------------------------ SEKMET

@@ -175,6 +175,7 @@ def test_server_writes_every_issued_card_on_sigterm(tmp_path: Path) -> None:
                 issued.extend(c["uuid"] for c in r.json()["cards"])
 
         asyncio.run(burst())
+        server.signalled = True  # stopped on purpose inside the test
         stop(server.proc)  # SIGTERM: uvicorn finishes calls, runs the lifespan shutdown, re-raises
         assert "Application shutdown complete" in server.logs()
     with sqlite3.connect(db) as conn:

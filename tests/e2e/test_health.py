@@ -169,7 +169,7 @@ def test_sigterm_lets_the_request_in_flight_finish(held_fhir: HeldFhirServer) ->
         body = hook_body(patient="pt-graceful", fhir_server=held_fhir.base)
         pending = pool.submit(httpx.post, s.url("/cds-services/probe"), json=body, timeout=60)
         assert held_fhir.arrived.wait(30), "the CDS service never asked the FHIR server"
-        s.proc.send_signal(signal.SIGTERM)
+        s.send_signal(signal.SIGTERM)
         port = int(s.env["CDS_PORT"])
         for _ in range(200):  # shutting down: the listening socket closes first
             if refuses_connections(port):

@@ -56,7 +56,7 @@ async def answer_calls(server: CdsServer, n: int, concurrency: int = 16) -> list
 def kill_after_answers(server: CdsServer, n: int) -> int:
     """Answer ``n`` calls, SIGKILL the process at once; the number of cards answered."""
     uuids = asyncio.run(answer_calls(server, n))
-    server.proc.send_signal(signal.SIGKILL)
+    server.send_signal(signal.SIGKILL)
     server.proc.wait(10)
     return len(uuids)
 

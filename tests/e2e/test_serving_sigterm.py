@@ -83,7 +83,7 @@ def test_sigterm_answers_the_call_in_flight_and_refuses_new_connections(tmp_path
         caller = threading.Thread(target=in_flight)
         caller.start()
         assert fetching.wait(20), "the call never reached the FHIR server"
-        server.proc.send_signal(signal.SIGTERM)
+        server.send_signal(signal.SIGTERM)
         time.sleep(1.0)  # the supervisor looks at its signals every 0.5 s
         refused, other = False, None
         try:

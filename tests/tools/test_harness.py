@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -45,3 +46,21 @@ def test_the_smart_launcher_proxies_sekmet(fhir_open: FhirServer) -> None:
         assert meta.json()["resourceType"] == "CapabilityStatement"
         proc = launcher.proc
     assert proc.returncode is not None
+
+
+def test_a_server_that_stops_by_itself_leaves_its_log_and_says_where() -> None:
+    """A signal the harness did not send (or a worker that died) while a test used the server:
+    the log outlives the temporary directory and a warning names it (CI showed such failures
+    without any log)."""
+    import signal as signals
+
+    def stray_signal() -> None:
+        with harness.run_cds_server() as server:
+            server.proc.send_signal(signals.SIGTERM)  # behind the harness: as a stray signal would
+            server.proc.wait(30)
+
+    with pytest.warns(UserWarning, match="log kept at") as caught:
+        stray_signal()
+    kept = str(caught[0].message).split("log kept at ")[1].split(";")[0]
+    assert Path(kept).is_file()
+    Path(kept).unlink()
