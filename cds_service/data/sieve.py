@@ -2,20 +2,23 @@
 
 A patient-view body is mostly Bundle entries of resources no rule will ever read (vital signs,
 unrelated labs); parsing them all into dictionaries and freeing them again was most of the cost
-of a call (docs/performance.md). A topic declares, per resource type, a *sieve*: the few fields
-that decide whether a resource can matter (``head``), and a predicate on those fields (``keep``).
-The body is then decoded in three C passes (``msgspec``): the top level and the prefetch map into
-raw byte slices, each Bundle's entries into raw resources, and each resource of a sieved type into
-its head fields only (unknown fields are skipped without building objects). A resource the
-predicate keeps is decoded in full; one it does not is passed on as its head: a dictionary with
-only the head fields, which is all any later step reads of a resource that matches nothing.
+of a call (docs/performance.md). A topic declares, per resource type, a *sieve* (``Sieve``): the
+fields that decide whether a resource can matter (``key``), that decision (``keep``), and the
+fields every later step still reads of a resource that cannot (``stub``).
 
-Exactness: everything that is not a Bundle entry of a sieved type is decoded by ``orjson`` exactly
-as before, and any piece that does not have the expected shape (a prefetch that is not an object,
-``entry`` that is not a list of objects, a body that is not valid JSON) makes the whole body fall
-back to ``orjson.loads``, so error answers are unchanged. The equivalence of cards between this
-decoder and the full parse is a property test over the golden fixtures and generated resources
-(``tests/unit/test_sieve_equivalence.py``).
+The body is decoded with ``msgspec``: one pass splits the request's own fields and the prefetch map
+into raw bytes (``_Top``); one typed pass per prefetched Bundle reads the Bundle's elements and
+every entry's head (the key fields as raw bytes, unknown fields skipped without building objects);
+one ``to_builtins`` call makes the dictionaries; and only when some resources are needed whole, a
+second pass finds their bytes for ``orjson``. A resource the topic cannot use is passed on as its
+stub: a dictionary with ``resourceType``, ``id`` and the stub fields only.
+
+Exactness: everything else is decoded by ``orjson`` as before, and a body the lean path cannot read
+that way (a prefetch that is not an object, an ``entry`` that is not a list of objects with object
+resources, invalid JSON or UTF-8, nesting past msgspec's recursion guard) is decoded by
+``orjson.loads`` whole, so error answers are unchanged. The equivalence of whole calls between
+this decoder and the full parse is tested over the golden fixtures, the order cases, generated
+charts and arbitrary bodies (``tests/unit/test_sieve_equivalence.py``).
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from typing import Any
 import msgspec
 import orjson
 
-Stub = dict[str, Any]
 MEMO_SIZE = 4096  # distinct (code, value) texts remembered per sieve; cleared when full
 
 
@@ -44,8 +46,8 @@ class Sieve:
     The topic guarantees that a resource it would not keep, reduced to its stub (key fields
     removed), gives the same answer as the whole resource; the equivalence tests hold it to that.
     The decision is remembered by the raw bytes of the key fields: identical text, identical
-    values, identical decision, so a chart of 2,000 vital signs with twenty distinct codes asks
-    the topic twenty times.
+    values, identical decision, so a chart of 2,000 Observations with 46 distinct code texts asks
+    the topic 46 times.
     """
 
     key: Mapping[str, tuple[str, ...]]
