@@ -112,8 +112,12 @@ async def run_call(
     data = await gatherer.gather(service.prefetch, req, service.sieve)
     record.foreign_dropped = screen_subject(data, str(req.context.get("patientId") or ""))
     now = now or datetime.now(UTC)
-    snoozes = await remembered(memory, service_id, patient_hash, now)
-    result = await service.handler(HookCall(req, context, data, now, base_url.rstrip("/"), snoozes))
+    at = now  # for the closure: a name whose type is datetime, not Optional
+
+    async def load_memory() -> tuple[Snooze, ...]:
+        return await remembered(memory, service_id, patient_hash, at)
+
+    result = await service.handler(HookCall(req, context, data, now, base_url.rstrip("/"), memory=load_memory))
     record.issued = list(result.issued)
     record.snoozed = list(result.snoozed)
     body = dump(result.response)

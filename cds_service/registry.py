@@ -74,6 +74,14 @@ class HookCall:
     now: datetime
     base_url: str = ""  # externally visible base URL of this service, for absolute links in cards
     snoozes: tuple[Snooze, ...] = ()  # override memory for this patient (issue 17), from storage
+    # Or, loaded only when asked: a topic that finds nothing to say (most patients) never needs the
+    # memory, and each load is a database query (issue 15). Set by the call path instead of
+    # ``snoozes``; a handler awaits it at most once.
+    memory: Callable[[], Awaitable[tuple[Snooze, ...]]] | None = None
+
+    async def remembered(self) -> tuple[Snooze, ...]:
+        """The override memory for this call: ``snoozes``, or what ``memory`` loads."""
+        return self.snoozes if self.memory is None else await self.memory()
 
 
 Handler = Callable[[HookCall], Awaitable[HandlerResult]]

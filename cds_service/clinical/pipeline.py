@@ -143,11 +143,19 @@ class Topic:
             raise ValueError(f"the topic does not serve hook {hook!r}")
         return moment
 
-    def assess(self, resources: dict[str, list[dict[str, Any]]], situation: Situation) -> Assessment:
-        """Cards for these resources (by type, see ``collect``) in this situation."""
+    def in_scope(self, resources: dict[str, list[dict[str, Any]]], situation: Situation) -> bool:
+        """Whether anything here (a Condition, an Observation, a draft order's reason) carries a
+        trigger: without one the assessment is no card, so nothing else needs to be built or loaded."""
+        return in_scope(self.t, resources, situation.drafts)
+
+    def assess(
+        self, resources: dict[str, list[dict[str, Any]]], situation: Situation, scoped: bool | None = None
+    ) -> Assessment:
+        """Cards for these resources (by type, see ``collect``) in this situation (``scoped``: the
+        answer of ``in_scope`` for the same data, when the caller has it already)."""
         moment = self.moment_of(situation.hook)
         drafts = list(situation.drafts)
-        if not in_scope(self.t, resources, drafts):
+        if not (in_scope(self.t, resources, drafts) if scoped is None else scoped):
             return Assessment(in_scope=False)
         now = situation.now
         missing = list(situation.missing)

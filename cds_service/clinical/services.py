@@ -12,6 +12,7 @@ URL stays under 2,000 characters.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import html
 from typing import Any
@@ -187,13 +188,19 @@ class WorkupService:
             selections=selections,
             missing=[f"{k} ({call.data.keys[k].problem})" for k in call.data.missing],
             base_url=call.base_url,
-            snoozes=call.snoozes,
             smart_launch_url=self.smart_launch_url,
         )
 
     async def handle(self, call: HookCall) -> HandlerResult:
-        """Every hook of the topic: the same pipeline, the moment decides which rules speak."""
-        assessment = self.topic.assess(self.by_type(call), self.situation(call))
+        """Every hook of the topic: the same pipeline, the moment decides which rules speak.
+        Override memory (a database query) is loaded only for a patient in scope: out of scope
+        the answer is no card whatever the memory holds."""
+        resources = self.by_type(call)
+        situation = self.situation(call)
+        scoped = self.topic.in_scope(resources, situation)
+        if scoped:
+            situation = dataclasses.replace(situation, snoozes=await call.remembered())
+        assessment = self.topic.assess(resources, situation, scoped=scoped)
         cut = call.data.incomplete_required
         if not assessment.in_scope and cut:
             # The fasciculation may be on a page we could not get: never a silent "none" (issue 17).
