@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from cds_service.storage.journal import IssuedJournal, default_directory
@@ -132,19 +132,28 @@ class IssuedWriter:
     async def _replay(self) -> None:
         """Rows journalled by processes that died, into the database (retried until it works)."""
         assert self.journal is not None
+        journal = self.journal
+        await self._until_done(
+            lambda: journal.replay_orphans(self.store.record_issued),
+            "journalled issued-card rows not replayed yet; retrying",
+            {},
+        )
+
+    async def _until_done(
+        self, action: Callable[[], Awaitable[object]], message: str, fields: dict[str, object]
+    ) -> None:
+        """Run ``action`` until it succeeds, logging each failure (its type only) and waiting the
+        next ``retry_seconds`` step before trying again: rows are never dropped while we run."""
         attempt = 0
         while True:
             try:
-                await self.journal.replay_orphans(self.store.record_issued)
+                await action()
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 delay = self.retry_seconds[min(attempt, len(self.retry_seconds) - 1)]
-                log.error(
-                    "journalled issued-card rows not replayed yet; retrying",
-                    extra={"fields": {"error": type(exc).__name__, "retry_s": delay}},
-                )
+                log.error(message, extra={"fields": {**fields, "error": type(exc).__name__, "retry_s": delay}})
                 attempt += 1
                 await asyncio.sleep(delay)
 
@@ -168,21 +177,9 @@ class IssuedWriter:
 
     async def _write(self, batch: list[IssuedCard]) -> None:
         """Commit one batch, retrying with backoff until it is in (rows are never dropped)."""
-        attempt = 0
-        while True:
-            try:
-                await self.store.record_issued(batch)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                delay = self.retry_seconds[min(attempt, len(self.retry_seconds) - 1)]
-                log.error(
-                    "issued-card rows not written yet; retrying",
-                    extra={"fields": {"rows": len(batch), "error": type(exc).__name__, "retry_s": delay}},
-                )
-                attempt += 1
-                await asyncio.sleep(delay)
+        await self._until_done(
+            lambda: self.store.record_issued(batch), "issued-card rows not written yet; retrying", {"rows": len(batch)}
+        )
 
 
 def issued_journal(enabled: bool, directory: Path | None, db_url: str) -> IssuedJournal | None:
