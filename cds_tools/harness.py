@@ -289,25 +289,38 @@ def launcher_problem() -> str | None:
 
 
 @contextlib.contextmanager
-def run_launcher(fhir: str, token_minutes: float | None = None, timeout: float = 180.0) -> Iterator[Launcher]:
-    """The SMART App Launcher proxying ``fhir`` on a free port. The first run on a machine installs
-    its npm packages, hence the long default ``timeout``."""
-    problem = launcher_problem()
-    if problem is not None:
-        raise Unavailable(problem)
+def run_launcher(
+    fhir: str,
+    token_minutes: float | None = None,
+    timeout: float = 180.0,
+    secret: str | None = None,
+    script: Path | None = None,
+) -> Iterator[Launcher]:
+    """The SMART App Launcher proxying ``fhir`` on a free port (``secret``: its client secret;
+    ``script``: another copy's ``run`` script). The first run on a machine installs its npm
+    packages, hence the long default ``timeout``."""
+    if script is None:
+        problem = launcher_problem()
+        if problem is not None:
+            raise Unavailable(problem)
     port = free_port()
-    cmd = [str(launcher_script()), "--fhir", fhir, "--port", str(port)]
+    cmd = [str(script or launcher_script()), "--fhir", fhir, "--port", str(port)]
     if token_minutes is not None:
         cmd += ["--token-minutes", str(token_minutes)]
+    if secret is not None:
+        cmd += ["--secret", secret]
     work = Path(tempfile.mkdtemp(prefix="smart-launcher-"))
     log_path = work / "launcher.log"
     try:
         with log_path.open("wb") as log:
             # its own process group: the script starts node as a child, and both must stop
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         launcher = Launcher(f"http://127.0.0.1:{port}", proc, log_path)
         try:
-            wait_http(launcher.fhir_base + "/.well-known/smart-configuration", proc, timeout, interval=0.25)
+            try:
+                wait_http(launcher.fhir_base + "/.well-known/smart-configuration", proc, timeout, interval=0.25)
+            except RuntimeError as exc:
+                raise RuntimeError(f"{exc}\n--- launcher log ---\n{launcher.logs()}") from None
             yield launcher
         finally:
             _stop_group(proc)

@@ -17,8 +17,6 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,8 +28,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import jwt
 
+from cds_tools import harness
 from tests.support.jwt_client import SigningKey, jwks
-from tests.support.servers import ROOT, free_port, stop, unavailable, wait_http
+from tests.support.servers import ROOT, unavailable
 
 LAUNCHER_DIR = Path(os.environ.get("CDS_TEST_SMART_LAUNCHER", ROOT.parent / "shared" / "tools" / "smart-launcher"))
 REDIRECT_URI = "http://127.0.0.1/ehr-app/callback"  # never opened: the code is read from the 302
@@ -84,15 +83,13 @@ class Token:
 
 
 @dataclass
-class Launcher:
-    base: str
-    proc: subprocess.Popen[bytes]
-    log_path: Path
+class Launcher(harness.Launcher):
+    """The harness's launcher with what the tests do as an EHR: launches, tokens, registration."""
 
     @property
     def iss(self) -> str:
         """The FHIR base (``iss``) EHR launches name, and the ``fhirServer`` sent to CDS services."""
-        return f"{self.base}/v/r4/fhir"
+        return self.fhir_base
 
     def smart_configuration(self) -> dict[str, Any]:
         r = httpx.get(f"{self.iss}/.well-known/smart-configuration", timeout=30)
@@ -182,27 +179,11 @@ def _token(body: dict[str, Any]) -> Token:
 
 @contextlib.contextmanager
 def run_launcher(fhir: str, token_minutes: float | None = None, secret: str | None = None) -> Iterator[Launcher]:
-    """Start ``run --fhir`` on a free port; the first run installs npm packages (minutes, once)."""
+    """``cds_tools.harness.run_launcher`` on this copy of the launcher (``CDS_TEST_SMART_LAUNCHER``),
+    as the test ``Launcher`` with its EHR-side helpers; the first run installs npm packages
+    (minutes, once)."""
     reason = launcher_missing()
     if reason is not None:
         unavailable(reason)
-    port = free_port()
-    work = Path(tempfile.mkdtemp(prefix="smart-launcher-"))
-    args = [str(LAUNCHER_DIR / "run"), "--fhir", fhir, "--port", str(port)]
-    if token_minutes is not None:
-        args += ["--token-minutes", str(token_minutes)]
-    if secret is not None:
-        args += ["--secret", secret]
-    log_path = work / "launcher.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(args, cwd=work, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            wait_http(f"{base}/v/r4/fhir/.well-known/smart-configuration", proc, timeout=300)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}\n--- launcher log ---\n{log_path.read_text(errors='replace')}") from None
-        yield Launcher(base, proc, log_path)
-    finally:
-        stop(proc)
-        shutil.rmtree(work, ignore_errors=True)
+    with harness.run_launcher(fhir, token_minutes, timeout=300, secret=secret, script=LAUNCHER_DIR / "run") as it:
+        yield Launcher(it.base, it.proc, it.log_path)
