@@ -11,6 +11,7 @@ audit and logs it writes into the request's :class:`~cds_service.ops.record.Call
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -112,11 +113,7 @@ async def run_call(
     data = await gatherer.gather(service.prefetch, req, service.sieve)
     record.foreign_dropped = screen_subject(data, str(req.context.get("patientId") or ""))
     now = now or datetime.now(UTC)
-    at = now  # for the closure: a name whose type is datetime, not Optional
-
-    async def load_memory() -> tuple[Snooze, ...]:
-        return await remembered(memory, service_id, patient_hash, at)
-
+    load_memory = functools.partial(remembered, memory, service_id, patient_hash, now)  # loaded if needed
     result = await service.handler(HookCall(req, context, data, now, base_url.rstrip("/"), memory=load_memory))
     record.issued = list(result.issued)
     record.snoozed = list(result.snoozed)

@@ -73,15 +73,14 @@ class HookCall:
     data: GatheredData
     now: datetime
     base_url: str = ""  # externally visible base URL of this service, for absolute links in cards
-    snoozes: tuple[Snooze, ...] = ()  # override memory for this patient (issue 17), from storage
-    # Or, loaded only when asked: a topic that finds nothing to say (most patients) never needs the
-    # memory, and each load is a database query (issue 15). Set by the call path instead of
-    # ``snoozes``; a handler awaits it at most once.
+    # Override memory for this patient (issue 17), loaded from storage only when the handler asks:
+    # a topic that finds nothing to say (most patients) never needs it, and each load is a
+    # database query (issue 15). None: no memory (nothing is held back).
     memory: Callable[[], Awaitable[tuple[Snooze, ...]]] | None = None
 
     async def remembered(self) -> tuple[Snooze, ...]:
-        """The override memory for this call: ``snoozes``, or what ``memory`` loads."""
-        return self.snoozes if self.memory is None else await self.memory()
+        """The override memory for this call (awaited at most once by a handler)."""
+        return () if self.memory is None else await self.memory()
 
 
 Handler = Callable[[HookCall], Awaitable[HandlerResult]]
