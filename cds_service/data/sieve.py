@@ -31,6 +31,8 @@ from typing import Any
 import msgspec
 import orjson
 
+from cds_service.protocol.models import HookRequest
+
 MEMO_SIZE = 4096  # distinct (code, value) texts remembered per sieve; cleared when full
 
 
@@ -181,23 +183,22 @@ def _bundle_or_resource(raw: msgspec.Raw, sieve: Sieve) -> Any:
     return orjson.loads(memoryview(raw)) if out is None else out
 
 
-class _Top(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    """The fields of a CDS Hooks request, each as raw bytes; any other field is a validation
-    error, so that such a body takes the plain split (``dict[str, Raw]``) and loses nothing."""
-
-    hook: msgspec.Raw = msgspec.UNSET  # type: ignore[assignment]
-    hookInstance: msgspec.Raw = msgspec.UNSET  # type: ignore[assignment]
-    fhirServer: msgspec.Raw = msgspec.UNSET  # type: ignore[assignment]
-    fhirAuthorization: msgspec.Raw = msgspec.UNSET  # type: ignore[assignment]
-    context: msgspec.Raw = msgspec.UNSET  # type: ignore[assignment]
-    prefetch: dict[str, msgspec.Raw] | None = msgspec.UNSET  # type: ignore[assignment]
-    extension: msgspec.Raw = msgspec.UNSET  # type: ignore[assignment]
-
-
+# The fields of a CDS Hooks request (``HookRequest``'s, so the two cannot drift), each as raw
+# bytes and the prefetch map split as well; any other field is a validation error, so that such a
+# body takes the plain split (``dict[str, Raw]``) and loses nothing.
+_Top = msgspec.defstruct(
+    "_Top",
+    [
+        (name, dict[str, msgspec.Raw] | None if name == "prefetch" else msgspec.Raw, msgspec.UNSET)
+        for name in HookRequest.model_fields
+    ],
+    forbid_unknown_fields=True,
+    gc=False,
+)
 _TOP = msgspec.json.Decoder(_Top)
 
 
-def _top_fields(top: _Top) -> dict[str, Any]:
+def _top_fields(top: Any) -> dict[str, Any]:
     return {n: v for n in _Top.__struct_fields__ if (v := getattr(top, n)) is not msgspec.UNSET}
 
 
@@ -232,7 +233,7 @@ def lean_bundle(content: bytes, sieve: Sieve) -> Any:
 
 
 def lean_loads(body: bytes | bytearray, sieve: Sieve) -> Any:
-    """``orjson.loads(body)``, except that sieved resources the topic cannot use are heads only.
+    """``orjson.loads(body)``, except that sieved resources the topic cannot use are stubs.
 
     Raises ``orjson.JSONDecodeError`` exactly when ``orjson.loads`` would.
     """

@@ -22,7 +22,7 @@ M = TypeVar("M", bound=BaseModel)
 
 async def read_json_object(request: Request, settings: Settings, sieve: Sieve | None = None) -> dict[str, Any]:
     """The body as a JSON object, within the byte, depth and element limits of the settings;
-    with a ``sieve``, prefetched resources the service cannot use are decoded as heads only."""
+    with a ``sieve``, prefetched resources the service cannot use are decoded as stubs only."""
     limit = settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
