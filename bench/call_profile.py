@@ -26,37 +26,20 @@ from typing import Any
 
 import orjson
 
-from bench.run import (
-    SELECT_PATH,
-    SERVICE_PATH,
-    SIGN_PATH,
-    discovery_templates,
-    draft_orders,
-    hook_body,
-    load_fixture,
-)
-from cds_tools import fixtures
+from bench.run import SELECT_PATH, SERVICE_PATH, SIGN_PATH, discovery_templates, request_bodies
 
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 CHUNK = 65_536
 
 
 def bodies() -> dict[str, tuple[str, bytes]]:
-    """The benchmark's request bodies by row key, with the path each is posted to."""
-    templates = discovery_templates()
-    out: dict[str, tuple[str, bytes]] = {}
-    for key, name in (("pv50", "bg50-r04"), ("pv300", "bg300-r01"), ("pv2000", "bg2000-r01"),
-                      ("pv2000none", "bg2000-no-trigger")):
-        fx = load_fixture(name)
-        out[key] = (SERVICE_PATH, orjson.dumps(
-            hook_body("patient-view", fx.patient_id, prefetch=fixtures.prefetch_for(fx, templates))))
-    fx = load_fixture("bg300-r01")
-    pf = fixtures.prefetch_for(fx, templates)
-    out["sign5"] = (SIGN_PATH, orjson.dumps(hook_body(
-        "order-sign", fx.patient_id, prefetch=pf, context={"draftOrders": draft_orders(fx.patient_id)})))
-    out["select5"] = (SELECT_PATH, orjson.dumps(hook_body(
-        "order-select", fx.patient_id, prefetch=pf,
-        context={"draftOrders": draft_orders(fx.patient_id), "selections": ["MedicationRequest/bench-mr-1"]})))
+    """The benchmark's request bodies by row key (``bench/run.py`` ``request_bodies``), with the
+    path each is posted to."""
+    sent = request_bodies(discovery_templates())
+    out = {key: (SERVICE_PATH, sent[name]) for key, name in
+           (("pv50", "bg50-r04"), ("pv300", "bg300-r01"), ("pv2000", "bg2000-r01"), ("pv2000none", "bg2000-no-trigger"))}
+    out["sign5"] = (SIGN_PATH, sent["sign5"])
+    out["select5"] = (SELECT_PATH, sent["select5"])
     return out
 
 

@@ -17,9 +17,8 @@ import time
 
 import orjson
 
-from bench.run import discovery_templates, hook_body, load_fixture
+from bench.run import discovery_templates, request_bodies
 from cds_service.trust.limits import fits_shape
-from cds_tools import fixtures
 
 BODIES = (("bg300-r01", 200), ("bg2000-r01", 30), ("bg2000-no-trigger", 30))
 
@@ -27,10 +26,9 @@ BODIES = (("bg300-r01", 200), ("bg2000-r01", 30), ("bg2000-no-trigger", 30))
 def main() -> None:
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)  # as the service's lifespan sets it
-    templates = discovery_templates()
+    bodies = request_bodies(discovery_templates())
     for name, calls in BODIES:
-        fx = load_fixture(name)
-        body = orjson.dumps(hook_body("patient-view", fx.patient_id, prefetch=fixtures.prefetch_for(fx, templates)))
+        body = bodies[name]
         loads, free, shape, scan = [], [], [], []
         for _ in range(calls):
             t0 = time.process_time()

@@ -119,6 +119,33 @@ def draft_orders(patient_id: str) -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": d} for d in drafts]}
 
 
+# The fixtures whose prefetch bodies the rows send (pv50, pv300, pv2000, pv2000none).
+PREFETCH_FIXTURES = ("bg50-r04", "bg300-r01", "bg2000-r01", "bg2000-no-trigger")
+
+
+def request_bodies(
+    templates: dict[str, str], loaded: dict[str, fixtures.Fixture] | None = None
+) -> dict[str, bytes]:
+    """Every request body the benchmark sends with a full prefetch: patient-view per fixture name
+    (``PREFETCH_FIXTURES``), and ``sign5``/``select5`` (the 300-Observation patient with five draft
+    orders, order-select selecting the cyclobenzaprine order). Shared by the rows and by
+    ``bench/call_profile.py``, so both measure the same bytes."""
+    loaded = loaded or {name: load_fixture(name) for name in PREFETCH_FIXTURES}
+    out = {
+        name: orjson.dumps(hook_body("patient-view", fx.patient_id, prefetch=fixtures.prefetch_for(fx, templates)))
+        for name, fx in loaded.items()
+    }
+    fx300 = loaded["bg300-r01"]
+    prefetch = fixtures.prefetch_for(fx300, templates)
+    drafts = draft_orders(fx300.patient_id)
+    out["sign5"] = orjson.dumps(hook_body("order-sign", fx300.patient_id, prefetch=prefetch,
+                                          context={"draftOrders": drafts}))
+    out["select5"] = orjson.dumps(hook_body("order-select", fx300.patient_id, prefetch=prefetch,
+                                            context={"draftOrders": drafts,
+                                                     "selections": ["MedicationRequest/bench-mr-1"]}))
+    return out
+
+
 # ----------------------------------------------------------------------------- rows and results
 
 
@@ -334,23 +361,10 @@ class Bench:
 
     def build_rows(self) -> None:
         templates = discovery_templates()
-        bodies: dict[str, bytes] = {}
-        fixtures_used: dict[str, fixtures.Fixture] = {}
-        for name in ("bg50-r04", "bg300-r01", "bg2000-r01", "bg2000-no-trigger"):
-            fx = fixtures_used[name] = load_fixture(name)
-            bodies[name] = orjson.dumps(
-                hook_body("patient-view", fx.patient_id, prefetch=fixtures.prefetch_for(fx, templates))
-            )
+        fixtures_used = {name: load_fixture(name) for name in PREFETCH_FIXTURES}
+        bodies = request_bodies(templates, fixtures_used)
+        sign, select = bodies["sign5"], bodies["select5"]
         fx300 = fixtures_used["bg300-r01"]
-        sign = orjson.dumps(
-            hook_body("order-sign", fx300.patient_id, prefetch=fixtures.prefetch_for(fx300, templates),
-                      context={"draftOrders": draft_orders(fx300.patient_id)})
-        )
-        select = orjson.dumps(
-            hook_body("order-select", fx300.patient_id, prefetch=fixtures.prefetch_for(fx300, templates),
-                      context={"draftOrders": draft_orders(fx300.patient_id),
-                               "selections": ["MedicationRequest/bench-mr-1"]})
-        )
         counts = {name: sum(r["resourceType"] == "Observation" for r in fx.resources())
                   for name, fx in fixtures_used.items()}
 
