@@ -12,12 +12,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from cds_service.storage.db import make_engine
 from cds_service.storage.repo import Store
 from tests.conftest import PROBE_ENV
 from tests.support.client import checked, hook_body
+from tests.support.db import query_rows
 from tests.support.servers import FHIR_TOKEN, CdsServer, FhirServer, run_cds_server
 from tests.support.trust_env import LocalIssuer
 
@@ -296,15 +296,6 @@ def feedback_item(card: str, **kw: Any) -> dict[str, Any]:
     return item
 
 
-async def _rows(url: str, sql: str) -> list[Any]:
-    engine = make_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return list((await conn.execute(text(sql))).all())
-    finally:
-        await engine.dispose()
-
-
 def _exercise_feedback(server: CdsServer, db_url: str) -> None:
     body = hook_body(patient=PATIENT_ID, prefetch={"patient": {"resourceType": "Patient", "id": PATIENT_ID}})
     out = checked(httpx.post(server.url("/cds-services/probe"), json=body))
@@ -329,13 +320,13 @@ def _exercise_feedback(server: CdsServer, db_url: str) -> None:
         r = httpx.post(fb_url, json=items)
         assert r.status_code == 200 and r.json() == {}
     store_rows = asyncio.run(
-        _rows(db_url, "select outcome, override_code, user_comment from feedback order by id")
+        query_rows(db_url, "select outcome, override_code, user_comment from feedback order by id")
     )
     assert [tuple(r) for r in store_rows] == [
         ("accepted", None, None),
         ("overridden", "not-now", "seen by neurology"),
     ]
-    issued = asyncio.run(_rows(db_url, "select rule_id, hook, patient_hash, hook_instance from issued_cards"))
+    issued = asyncio.run(query_rows(db_url, "select rule_id, hook, patient_hash, hook_instance from issued_cards"))
     assert any(r[0] == "PROBE" and r[1] == "patient-view" for r in issued)
     assert all(PATIENT_ID not in r[2] and len(r[2]) == 32 for r in issued)
 
@@ -386,7 +377,7 @@ def test_feedback_for_unknown_service_is_404(server: CdsServer) -> None:
     assert r.status_code == 404
 
 
-def test_store_reports_new_rows(tmp_path: Any) -> None:
+def test_store_reports_newquery_rows(tmp_path: Any) -> None:
     """Unit-level: the store counts only new rows (idempotency on the dedupe key)."""
     from datetime import UTC, datetime
 

@@ -20,11 +20,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 
-from cds_service.storage.db import make_engine
 from cds_tools import fixtures
 from tests.support.client import CARD_EXTENSION, checked, hook_body, rule_of
+from tests.support.db import query_rows
 from tests.support.servers import CdsServer, run_cds_server
 
 pytestmark = pytest.mark.e2e
@@ -101,21 +100,12 @@ def text_of(cards: list[dict[str, Any]]) -> str:
     return " ".join(" ".join(f"{c['summary']} {c.get('detail', '')}" for c in cards).split())
 
 
-async def _rows(url: str, sql: str) -> list[Any]:
-    engine = make_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return list((await conn.execute(text(sql))).all())
-    finally:
-        await engine.dispose()
-
-
 def audit_snoozed(server: CdsServer, rules: list[str]) -> bool:
     """The audit trail has a record whose snoozed rules are exactly these (written after the
     response, so polled)."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        rows = asyncio.run(_rows(server.env["CDS_DATABASE_URL"], "select snoozed from audit_events"))
+        rows = asyncio.run(query_rows(server.env["CDS_DATABASE_URL"], "select snoozed from audit_events"))
         # SQLite hands a JSON column back as text through a raw query.
         if any((json.loads(r[0]) if isinstance(r[0], str) else r[0]) == rules for r in rows):
             return True
@@ -191,5 +181,5 @@ def test_memory_is_shared_between_server_processes(postgres_url: str) -> None:
         feedback(second, card, "overridden")
         assert call(second, patient, data) == []
         assert call(first, patient, data) == []
-        rows = asyncio.run(_rows(postgres_url, "select outcome from card_snoozes"))
+        rows = asyncio.run(query_rows(postgres_url, "select outcome from card_snoozes"))
         assert [r[0] for r in rows] == ["overridden"]
