@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,8 +173,6 @@ def _keep_log_if_troubled(log_path: Path, died_early: bool, before_stop: int) ->
     keep.mkdir(exist_ok=True)
     kept = keep / f"server-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{log_path.parent.name}.log"
     shutil.copyfile(log_path, kept)
-    import warnings
-
     tail = "\n".join(lines[max(stopped_at - 40, 0) : stopped_at + 3])
     warnings.warn(
         f"server {'exited before the test stopped it' if died_early else 'logged trouble'}; log kept at {kept}; "
