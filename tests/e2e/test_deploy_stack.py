@@ -265,6 +265,7 @@ def test_drill_postgres_restart_during_feedback(stack: st.Stack, drill_client: L
         stack.compose("restart", "postgres", timeout=120)
         stack.wait_healthy("postgres", timeout=120)
         stack.wait_ready(timeout=120)
+        watch.wait_green_again(timeout=120)  # wait_ready can return before the outage shows
         ready_again_s = time.monotonic() - restart_at
         time.sleep(2)
     calls = load.calls

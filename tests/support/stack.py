@@ -326,6 +326,16 @@ class ReadinessWatch:
         window = self.red_window()
         return window is not None and any(t > window[1] and s == 200 for t, s in self.samples)
 
+    def wait_green_again(self, timeout: float) -> bool:
+        """Wait until readiness has been seen red and then green (``green_again``), at most
+        ``timeout`` s. ``Stack.wait_ready`` alone can return before the outage is even visible
+        (a restart command may return while the old process still answers), so a drill that
+        checks the red-then-green sequence waits for it here instead of a fixed sleep."""
+        deadline = time.monotonic() + timeout
+        while not self.green_again() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return self.green_again()
+
 
 def feedback_body(card: str) -> dict[str, Any]:
     return {
